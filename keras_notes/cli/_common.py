@@ -1,0 +1,29 @@
+"""What every command-line front end shares: quiet TensorFlow, and user errors as one line."""
+
+import functools
+import os
+import sys
+
+# TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) buries a CLI's own output.
+# Set before TensorFlow is imported; a user's own setting wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+USAGE_ERROR = 2  # the exit status argparse itself uses for a bad invocation
+
+
+def user_errors_exit_2(main):
+    """Wrap ``main(argv)`` so that a ``ValueError`` (``KerasNotesError`` included) or a
+    missing file becomes ``prog: error: message`` on stderr and exit status 2, with no
+    traceback. Anything else is a bug and keeps its traceback."""
+
+    @functools.wraps(main)
+    def wrapper(argv=None):
+        try:
+            return main(argv)
+        except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
+            prog = os.path.basename(sys.argv[0]) or "keras_notes"
+            message = " ".join(str(error).split())  # one line, whatever the message held
+            print(f"{prog}: error: {message}", file=sys.stderr)
+            return USAGE_ERROR
+
+    return wrapper
