@@ -1,0 +1,189 @@
+"""Where the notes are wrong or surprising, shown in Keras 3. One test per README item.
+
+Each test states what the notes say, then checks what Keras actually does
+against an independent computation (hand arithmetic or NumPy).
+"""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_notes import notes_models, params
+
+EPSILON = 1e-3  # BatchNormalization's default epsilon
+
+
+def test_1_cnn_total_adds_45_for_a_layer_computed_as_56():
+    # Notes: conv1 "3 * (3*3 * 2) + 2 = 56", then "total = 45 + 57 + 2402 = 2515".
+    notes_terms = (45, 57, 2402)
+    counts = {row.name: row.count for row in params.explain(notes_models.cnn_example())}
+    assert counts["conv1"] == 3 * (3*3 * 2) + 2
+    assert counts["conv1"] != notes_terms[0]
+    assert sum(notes_terms) == 45 + 57 + 2402 != 2515  # the notes' sum as written is 2504
+    assert counts["conv1"] + counts["conv2"] + counts["output"] == 56 + 57 + 2402
+    assert notes_models.cnn_example().count_params() == 56 + 57 + 2402
+
+
+def test_2_batch_norm_mean_and_variance_are_not_trainable():
+    # Notes: "all these parameters are trainable (m, s, g, b)".
+    bn = notes_models.in17().get_layer("batch_norm")
+    assert [w.name for w in bn.trainable_weights] == ["gamma", "beta"]
+    assert [w.name for w in bn.non_trainable_weights] == ["moving_mean", "moving_variance"]
+    # They are running averages updated by the forward pass itself, with no optimizer:
+    # moving = 0.99*moving + 0.01*batch statistic (momentum 0.99, population variance).
+    bn = keras.layers.BatchNormalization()
+    x = np.random.default_rng(0).normal(2.0, 3.0, size=(64, 4)).astype("float32")
+    bn(x, training=True)
+    np.testing.assert_allclose(bn.moving_mean, 0.99*0.0 + 0.01*x.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance, 0.99*1.0 + 0.01*x.var(axis=0), rtol=1e-5)
+
+
+def test_3_glorot_uniform_is_not_var_1_over_n():
+    # Notes: "var(weights) = 1/n ... This initialization is called xavier initialization",
+    # with weights drawn from a normal distribution. 1/n is LeCun's rule; Keras's
+    # glorot_uniform (Dense's default, as the notes' comment says) is uniform on
+    # [-limit, limit], limit = sqrt(6/(fan_in+fan_out)), so variance 2/(fan_in+fan_out).
+    fan_in, fan_out = 256, 1024
+    dense = keras.layers.Dense(fan_out)
+    assert isinstance(dense.kernel_initializer, keras.initializers.GlorotUniform)
+    dense.build((None, fan_in))
+    kernel = np.asarray(dense.kernel, dtype=np.float64).ravel()
+    glorot, lecun = 2 / (fan_in + fan_out), 1 / fan_in  # 0.0015625 vs 0.0039
+    assert kernel.var() == pytest.approx(glorot, rel=0.02)
+    assert kernel.var() < lecun / 2
+    assert np.abs(kernel).max() <= np.sqrt(6 / (fan_in + fan_out))
+    kurtosis = np.mean((kernel - kernel.mean())**4) / kernel.var()**2
+    assert kurtosis == pytest.approx(1.8, abs=0.05)  # uniform: 1.8; a normal would give 3
+    # The notes' rule exists in Keras under LeCun's name.
+    lecun_kernel = np.asarray(keras.initializers.LecunNormal(seed=0)((fan_in, fan_out)))
+    assert lecun_kernel.var() == pytest.approx(lecun, rel=0.02)
+
+
+def test_4_batch_norm_axis_1_normalises_the_length_1_axis():
+    # Notes In [17]: BatchNormalization(axis=1) after Dense(32) on input (1, 5).
+    # The activations are (batch, 1, 32): axis 1 has length 1, so there is ONE mean
+    # and variance over the batch and all 32 features together, not one per feature.
+    bn = notes_models.in17().get_layer("batch_norm")
+    assert bn.count_params() == 4*1
+    x = np.random.default_rng(1).normal(np.arange(32.0), 1.0, size=(64, 1, 32)).astype("float32")
+    y = np.asarray(bn(x, training=True))
+    np.testing.assert_allclose(y, (x - x.mean()) / np.sqrt(x.var() + EPSILON), atol=1e-4)
+    assert np.abs(y.mean(axis=(0, 1))).max() > 1.0  # features keep their own offsets
+    # axis=-1 (bn_axis=-1) is the per-feature normalisation the notes describe.
+    per_feature = notes_models.in17(bn_axis=-1).get_layer("batch_norm")
+    y = np.asarray(per_feature(x, training=True))
+    mean, var = x.mean(axis=(0, 1)), x.var(axis=(0, 1))
+    np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + EPSILON), atol=1e-4)
+
+
+def test_5_input_shape_argument_warns_in_keras_3():
+    # The notes' In [7] as written still builds the same model, with a warning.
+    with pytest.warns(UserWarning, match="Do not pass an `input_shape`"):
+        model = keras.Sequential([
+            keras.layers.Dense(16, input_shape=(1, 5), activation="relu"),
+            keras.layers.Dense(32, activation="relu", kernel_initializer="glorot_uniform"),
+            keras.layers.Dense(2, activation="softmax"),
+        ])
+    assert model.count_params() == notes_models.in7().count_params() == 96 + 544 + 66
+
+
+def test_6_notes_imports_work_but_keras_3_prints_no_backend_line():
+    # Notes In [5]: "from keras.models import Sequential" printed "Using TensorFlow backend."
+    # (Keras 2). Keras 3 still has the import paths and prints nothing.
+    code = ("from keras.models import Sequential\nfrom keras.layers import Dense, Activation, "
+            "BatchNormalization\nfrom keras import regularizers\nimport keras\n"
+            "assert Sequential is keras.Sequential\nprint(keras.backend.backend())")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "tensorflow"
+    assert "Using TensorFlow backend" not in result.stdout + result.stderr
+
+
+def test_7_dense_on_a_1x5_input_keeps_the_length_1_axis():
+    # Input (1, 5): Dense acts on the last axis, so predictions are (n, 1, 2), not (n, 2).
+    model = notes_models.in7()
+    x = np.random.default_rng(2).normal(size=(3, 1, 5)).astype("float32")
+    predictions = np.asarray(model(x))
+    assert predictions.shape == (3, 1, 2)
+    np.testing.assert_allclose(predictions.sum(axis=-1), 1.0, rtol=1e-5)  # softmax on the last axis
+
+
+def test_8_standardising_divides_by_the_standard_deviation():
+    # Notes: "z = (x-m)s" in one line, "(x-m)/s" in the next. Batch norm divides.
+    x = np.random.default_rng(3).normal(5.0, 3.0, size=(256, 4)).astype("float32")
+    y = np.asarray(keras.layers.BatchNormalization()(x, training=True))
+    m, s = x.mean(axis=0), np.sqrt(x.var(axis=0) + EPSILON)
+    np.testing.assert_allclose(y, (x - m) / s, atol=1e-4)
+    assert not np.allclose(y, (x - m) * s, atol=1e-1)
+
+
+def test_9_the_input_layer_has_no_parameters():
+    # Notes: "Input layer = 0 input parameters". Right: keras.Input holds no weights,
+    # and Keras 3's Sequential does not even list it among model.layers.
+    model = notes_models.dense_example()
+    assert [type(layer).__name__ for layer in model.layers] == ["Dense", "Dense"]
+    inputs = keras.Input((2,))
+    functional = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    assert type(functional.layers[0]).__name__ == "InputLayer"
+    assert functional.layers[0].count_params() == 0
+    assert functional.count_params() == 2*3 + 3
+
+
+def test_10_the_dense_output_layer_has_no_filter():
+    # Notes' CNN output layer: "size of filter = 3*3", "bias = no of filter =". A Dense
+    # layer has a (inputs, units) kernel and one bias per unit (2 here), no filter.
+    # "20*20*3": the 3 is conv2's filter count, and 20x20 holds only with zero padding.
+    output = notes_models.cnn_example().get_layer("output")
+    assert not hasattr(output, "kernel_size")
+    assert (tuple(output.kernel.shape), tuple(output.bias.shape)) == ((20*20*3, 2), (2,))
+    four_filters = notes_models.cnn_example(filters=(2, 4)).get_layer("output")
+    assert four_filters.count_params() == 20*20*4*2 + 2
+    valid = notes_models.cnn_example(padding="valid").get_layer("output")
+    assert valid.count_params() == (20 - 2 - 2)*(20 - 2 - 2)*3*2 + 2
+
+
+def test_11_keras_does_not_force_flatten_before_dense():
+    # Notes: "we have to flatten the o/p" before a dense layer. Keras 3 does not
+    # insist: without Flatten, Dense acts on each pixel's 3 channels separately.
+    model = keras.Sequential([
+        keras.Input((20, 20, 3)),
+        keras.layers.Conv2D(2, 3, padding="same"),
+        keras.layers.Conv2D(3, 3, padding="same"),
+        keras.layers.Dense(2, name="output"),
+    ])
+    assert model.output_shape == (None, 20, 20, 2)
+    assert model.get_layer("output").count_params() == 3*2 + 2
+
+
+def test_12_two_sigmoid_outputs_are_not_a_distribution():
+    # Notes In [10]: Dense(2, activation='sigmoid') for two classes. Each sigmoid is an
+    # independent probability; only softmax makes the two sum to 1.
+    keras.utils.set_random_seed(0)
+    x = np.linspace(-10, 10, 41, dtype="float32").reshape(-1, 1)
+    sigmoid_sums = np.asarray(notes_models.in10()(x)).sum(axis=-1)
+    assert np.abs(sigmoid_sums - 1.0).max() > 0.05
+    softmax_sums = np.asarray(notes_models.in10(output_activation="softmax")(x)).sum(axis=-1)
+    np.testing.assert_allclose(softmax_sums, 1.0, rtol=1e-5)
+
+
+def test_13_l2_penalty_is_l2_times_sum_of_squares_on_one_layer():
+    # Notes: "regularizer set per layer basis". Keras adds 0.01 * sum(w**2) of that
+    # layer's kernel to the loss: no 1/2, no division by the batch size, no bias term.
+    model = notes_models.in10()
+    assert len(model.losses) == 1
+    kernel = np.asarray(model.get_layer("hidden2").kernel, dtype=np.float64)
+    assert float(model.losses[0]) == pytest.approx(0.01 * np.sum(kernel**2), rel=1e-5)
+
+
+def test_14_batch_norm_at_inference_uses_moving_statistics_not_the_batch():
+    # Notes: batch norm "occurs per batch basis". Only in training: at inference Keras
+    # uses the moving mean and variance (0 and 1 when fresh), so a batch is not standardised.
+    x = np.random.default_rng(4).normal(5.0, 3.0, size=(256, 4)).astype("float32")
+    y = np.asarray(keras.layers.BatchNormalization()(x, training=False))
+    np.testing.assert_allclose(y, (x - 0.0) / np.sqrt(1.0 + EPSILON), rtol=1e-5)
+    assert np.abs(y.mean(axis=0)).min() > 4.0
