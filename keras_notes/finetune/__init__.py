@@ -1,5 +1,19 @@
 """Fine-tuning keras.applications bases on an image folder.
 
+One module per concern:
+
 - ``archs``: the registry of bases (name -> constructor, preprocessing, sizes).
-- ``models``: ``build_model`` and the course's two fine-tuned models.
+- ``layers``: ``ImagePreprocessing``, the arch's preprocessing inside the model.
+- ``weights``: ``"imagenet"``, ``None`` or a local file, and the offline error.
+- ``models``: ``build_model``, the course's two fine-tuned models, ``unfreeze``.
+- ``scan``: walking and validating an image folder.
+- ``data``: file lists to ``tf.data`` pipelines, splits, augmentation.
+- ``config``: ``FinetuneConfig``, the frozen dataclass the CLI mirrors.
+- ``strategy``: choosing a ``tf.distribute`` strategy and precision.
+- ``train``: ``finetune(config)``, the two training phases on ``fit``.
+- ``evaluate``: accuracy, per-class precision/recall/F1, confusion matrix, plots.
+- ``runio``: the run folder, atomic writes, resume checks.
+- ``predict``: top-k predictions from a saved run.
+- ``cluster``, ``multiworker``, ``multiworker_finetune``, ``launcher``: training on several
+  machines with ``MultiWorkerMirroredStrategy`` and a custom loop, and a local launcher.
 """

@@ -1,0 +1,205 @@
+"""The fine-tuning run's configuration: one frozen dataclass, the single source of truth.
+
+Every field carries its command-line help in ``metadata["help"]`` and, for fields
+that are not plain booleans, a ``metadata["parse"]`` function from the command-line
+string to the value. ``keras_notes/cli/finetune.py`` generates its flags from these
+fields, so the library and the command line cannot drift apart. The resolved
+configuration (``None`` defaults filled in) is written to the run folder as
+``config.json`` and reads back with ``FinetuneConfig.from_dict``.
+"""
+
+import dataclasses
+import datetime
+import os
+
+from keras_notes.errors import KerasNotesError
+from keras_notes.finetune.archs import check_image_size, get_arch
+
+STRATEGIES = ("auto", "default", "mirrored", "one-device", "multi-worker")
+PRECISIONS = ("auto", "float32", "mixed_float16")
+AUGMENTATIONS = ("flip", "rotation", "zoom")
+VERBOSITIES = ("auto", 0, 1, 2)
+
+
+def _none_or(parse):
+    """A parser that reads ``none`` (any case) as ``None`` and anything else with ``parse``."""
+
+    def parser(text):
+        return None if text.lower() == "none" else parse(text)
+
+    parser.__name__ = f"none_or_{parse.__name__}"
+    return parser
+
+
+def _verbosity(text):
+    return text if text == "auto" else int(text)
+
+
+def _field(default, help, parse=None, **cli):
+    """A dataclass field whose metadata feeds the generated command line."""
+    return dataclasses.field(default=default, metadata={"help": help, "parse": parse, **cli})
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    """Everything a fine-tuning run depends on. ``None`` means "work it out" (see ``resolve``)."""
+
+    # Required: the folder with one sub-folder per class.
+    data_dir: str = _field(None, "image folder with one sub-folder per class", str, positional=True)
+    # No separate validation folder by default: most users have one folder, so split it.
+    val_dir: str = _field(None, "separate validation folder with the same class sub-folders "
+                                "(default: split --val-split off data_dir)", _none_or(str))
+    # 20% is the usual hold-out; the split is stratified per class and seeded, so reruns compare.
+    val_split: float = _field(0.2, "fraction of each class held out for validation (seeded, stratified)",
+                              float)
+    # MobileNet: 3.2M parameters in its base, the course's own fine-tuning model, fast on a CPU.
+    arch: str = _field("mobilenet", "base architecture (vgg16, mobilenet, mobilenet_v2, resnet50, "
+                                    "efficientnetb0)", str)
+    # ImageNet weights are the point of fine-tuning; "none" trains from random weights,
+    # anything else is a path to a local .h5 / .weights.h5 file for the base.
+    weights: str = _field("imagenet", "'imagenet', 'none' (random initialisation) or a path to a local "
+                                      "weights file for the base", _none_or(str))
+    # None: frozen with pretrained weights, trained with random ones (nothing to keep in a random base).
+    freeze_base: bool = _field(None, "freeze the base during phase 1 (default: yes with pretrained "
+                                     "weights, no with --weights none)")
+    # None: the size the arch's ImageNet weights were trained at (224 for every registered base).
+    image_size: int = _field(None, "side of the square input in pixels, at least 32 (default: the "
+                                   "arch's own, 224)", _none_or(int))
+    # 32: Keras's own default for fit; at 224 px a batch of VGG16 activations fits a laptop's
+    # memory. It is the global batch, split evenly across replicas (32 / replicas each).
+    batch_size: int = _field(32, "global batch size; must divide evenly among the replicas", int)
+    # 5 epochs of head training: a frozen base plus a new Dense head converges in a few epochs.
+    epochs: int = _field(5, "phase 1 epochs (the head, plus the base if it is not frozen)", int)
+    # 1e-3: Adam's default, right for a freshly initialised head. A whole network trained from
+    # random weights may need less: VGG16 on the digits collapsed to chance at 1e-3, not at 1e-4.
+    lr: float = _field(1e-3, "phase 1 learning rate (Adam)", float)
+    # Phase 2 is off by default: it pays only once the head has converged, and costs a full
+    # backward pass through the unfrozen layers.
+    fine_tune_epochs: int = _field(0, "phase 2 epochs with the top of the base unfrozen (0: no phase 2)",
+                                   int)
+    # None: lr / 10, so that the pretrained weights move gently (the keras.io guide's advice).
+    fine_tune_lr: float = _field(None, "phase 2 learning rate (default: lr / 10)", _none_or(float))
+    # None with unfreeze_from None: phase 2 unfreezes the whole base (the keras.io guide's recipe).
+    unfreeze_top_n: int = _field(None, "phase 2 unfreezes the top N layers of the base", _none_or(int))
+    unfreeze_from: str = _field(None, "phase 2 unfreezes the base from this layer name upwards",
+                                _none_or(str))
+    # 0.2: the keras.io fine-tuning guide's value for the new head.
+    dropout: float = _field(0.2, "dropout rate before the new Dense head", float)
+    # No augmentation by default: flips are wrong for digits and text, so the user opts in.
+    augment: tuple = _field((), "training-only augmentation layers: any of flip rotation zoom (default: none)",
+                            str, nargs="*", choices=AUGMENTATIONS)
+    # "auto": several GPUs -> mirrored, one GPU -> that GPU, none -> the default strategy.
+    strategy: str = _field("auto", "tf.distribute strategy", str, choices=STRATEGIES)
+    # "auto": mixed_float16 on GPUs of compute capability >= 7.0, float32 otherwise.
+    precision: str = _field("auto", "compute precision", str, choices=PRECISIONS)
+    # None: runs/<timestamp>, so that runs never overwrite each other.
+    output: str = _field(None, "run folder (default: runs/<timestamp>)", _none_or(str))
+    # False: a new run, which refuses a folder that already holds files rather than overwrite it.
+    resume: bool = _field(False, "continue the run in --output from its last completed epoch")
+    # A fixed seed: the split, the shuffling and the initialisation repeat from run to run.
+    seed: int = _field(1337, "seed for the split, shuffling, augmentation and initialisation", int)
+    # "auto": progress bars at a terminal, one line per epoch under CI or a pipe.
+    verbose: object = _field("auto", "Keras verbosity: auto, 0, 1 (progress bar) or 2 (line per epoch)",
+                             _verbosity)
+
+    def __post_init__(self):
+        for name in ("data_dir", "val_dir", "weights", "output"):  # pathlib paths -> str, for config.json
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                object.__setattr__(self, name, os.fspath(value))
+        if self.data_dir is None or not str(self.data_dir):
+            raise KerasNotesError(f"data_dir is required; received data_dir={self.data_dir!r}")
+        if self.val_dir is None and not 0.0 < self.val_split < 1.0:
+            raise KerasNotesError(
+                f"val_split must be between 0 and 1 (exclusive) when there is no val_dir; "
+                f"received val_split={self.val_split!r}")
+        get_arch(self.arch)
+        if self.weights is not None and not isinstance(self.weights, str):
+            raise KerasNotesError(f"weights must be 'imagenet', None or a path; received weights={self.weights!r}")
+        if self.image_size is not None:
+            check_image_size(self.arch, self.image_size)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("epochs", self.epochs, 1)
+        _check_int("fine_tune_epochs", self.fine_tune_epochs, 0)
+        _check_positive("lr", self.lr)
+        if self.fine_tune_lr is not None:
+            _check_positive("fine_tune_lr", self.fine_tune_lr)
+        if self.unfreeze_top_n is not None:
+            _check_int("unfreeze_top_n", self.unfreeze_top_n, 1)
+        if self.unfreeze_top_n is not None and self.unfreeze_from is not None:
+            raise KerasNotesError(
+                f"give unfreeze_top_n or unfreeze_from, not both; received unfreeze_top_n="
+                f"{self.unfreeze_top_n!r}, unfreeze_from={self.unfreeze_from!r}")
+        if self.fine_tune_epochs == 0 and (self.unfreeze_top_n is not None or self.unfreeze_from is not None
+                                           or self.fine_tune_lr is not None):
+            raise KerasNotesError("unfreeze_top_n, unfreeze_from and fine_tune_lr apply to phase 2, which "
+                                  "runs only with fine_tune_epochs > 0; received fine_tune_epochs=0")
+        if not 0.0 <= self.dropout < 1.0:
+            raise KerasNotesError(f"dropout must be in [0, 1); received dropout={self.dropout!r}")
+        augment = tuple(self.augment)
+        if any(name not in AUGMENTATIONS for name in augment) or len(set(augment)) != len(augment):
+            raise KerasNotesError(f"augment takes distinct names from {AUGMENTATIONS}; received augment={augment!r}")
+        object.__setattr__(self, "augment", augment)  # a JSON list reads back as the same tuple
+        _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("verbose", self.verbose, VERBOSITIES)
+        _check_int("seed", self.seed, 0)
+        if self.resume and self.output is None:
+            raise KerasNotesError("resume needs the run folder to continue; received resume=True, output=None")
+
+    @classmethod
+    def from_dict(cls, values):
+        """A config from ``config.json``'s contents; unknown keys are an error naming them."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise KerasNotesError(f"unknown configuration keys {unknown}; known keys are {sorted(names)}")
+        return cls(**values)
+
+    def to_dict(self):
+        """The fields as JSON-ready values (the augment tuple becomes a list)."""
+        values = dataclasses.asdict(self)
+        values["augment"] = list(self.augment)
+        return values
+
+    @property
+    def phase2_lr(self):
+        """Phase 2's learning rate: ``fine_tune_lr``, or ``lr / 10``."""
+        return self.lr / 10 if self.fine_tune_lr is None else self.fine_tune_lr
+
+    def resolve(self, now=None):
+        """A copy with the ``None`` defaults that do not depend on the hardware filled in.
+
+        ``image_size`` becomes the arch's default, ``freeze_base`` follows ``weights``,
+        ``fine_tune_lr`` becomes ``lr / 10`` when phase 2 runs, ``output`` becomes
+        ``runs/<timestamp>``, and ``val_split`` becomes 0 when a ``val_dir`` replaces it.
+        The strategy and precision are resolved by ``keras_notes.finetune.strategy``.
+        """
+        now = now or datetime.datetime.now()
+        changes = {}
+        if self.image_size is None:
+            changes["image_size"] = get_arch(self.arch).default_image_size
+        if self.freeze_base is None:
+            changes["freeze_base"] = self.weights is not None
+        if self.fine_tune_epochs and self.fine_tune_lr is None:
+            changes["fine_tune_lr"] = self.phase2_lr
+        if self.output is None:
+            changes["output"] = os.path.join("runs", now.strftime("%Y%m%d-%H%M%S"))
+        if self.val_dir is not None:
+            changes["val_split"] = 0.0
+        return dataclasses.replace(self, **changes)
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise KerasNotesError(f"{name} must be an integer of at least {minimum}; received {name}={value!r}")
+
+
+def _check_positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise KerasNotesError(f"{name} must be a positive number; received {name}={value!r}")
+
+
+def _check_choice(name, value, choices):
+    if value not in choices or isinstance(value, bool):
+        raise KerasNotesError(f"{name} must be one of {list(choices)}; received {name}={value!r}")

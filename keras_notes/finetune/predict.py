@@ -1,0 +1,129 @@
+"""Top-k predictions of a finished run's model on new images, as CSV or JSON.
+
+The model is loaded with Keras's ``safe_mode`` left on: ``model.keras`` holds only
+registered layers (``ImagePreprocessing`` instead of a ``Lambda``), so nothing needs
+unsafe deserialisation. Images are decoded and resized by the same function the
+training pipeline uses, so a file is seen exactly as it was during validation.
+"""
+
+import csv
+import io
+import json
+import os
+
+import numpy as np
+
+from keras_notes.errors import KerasNotesError
+from keras_notes.finetune import runio
+from keras_notes.finetune.data import FileList, image_dataset
+from keras_notes.finetune.scan import check_image
+
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
+FORMATS = ("csv", "json")
+
+
+def load_run(run_dir):
+    """``(model, class_names)`` of the run in ``run_dir``; ``KerasNotesError`` if it holds no model."""
+    import keras
+
+    import keras_notes.finetune.layers  # noqa: F401 -- registers ImagePreprocessing, which model.keras holds
+
+    run_dir = os.fspath(run_dir)
+    model_path = os.path.join(run_dir, runio.MODEL_FILE)
+    names_path = os.path.join(run_dir, runio.CLASS_NAMES_FILE)
+    if not os.path.isdir(run_dir):
+        raise KerasNotesError(f"run folder does not exist: {run_dir!r}")
+    for path in (model_path, names_path):
+        if not os.path.isfile(path):
+            raise KerasNotesError(f"no trained model in {run_dir!r}: {os.path.basename(path)} is missing")
+    model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
+    class_names = tuple(runio.read_json(names_path))
+    outputs = model.output_shape[-1]
+    if outputs != len(class_names):
+        raise KerasNotesError(f"{model_path!r} has {outputs} outputs but {names_path!r} names "
+                              f"{len(class_names)} classes")
+    return model, class_names
+
+
+def collect_images(inputs):
+    """Image files named in ``inputs``: files as given, folders searched recursively (sorted)."""
+    paths = []
+    for item in inputs:
+        item = os.fspath(item)
+        if os.path.isfile(item):
+            paths.append(item)
+        elif os.path.isdir(item):
+            found = []
+            for root, dirs, names in os.walk(item):
+                dirs[:] = sorted(name for name in dirs if not name.startswith("."))
+                found.extend(os.path.join(root, name) for name in sorted(names)
+                             if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS))
+            if not found:
+                raise KerasNotesError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in folder {item!r}")
+            paths.extend(found)
+        else:
+            raise KerasNotesError(f"no such image or folder: {item!r}")
+    return paths
+
+
+def _needs_pil(path):
+    """True when TensorFlow cannot decode ``path`` itself; ``KerasNotesError`` if it is unusable.
+
+    The same check the training scan applies (``scan.check_image``), so a file is read
+    by the same decoder at prediction time as it would be in training.
+    """
+    reason, needs_pil = check_image(path)
+    if reason is not None:
+        raise KerasNotesError(f"cannot use image {path!r}: {reason}")
+    return needs_pil
+
+
+def predict_images(model, class_names, paths, top_k=3, batch_size=32):
+    """One dict per image: ``{"path", "predictions": [{"label", "probability"}, ...]}``, best first.
+
+    ``top_k`` is capped at the number of classes. Probabilities are the model's
+    softmax outputs (each image's sum to 1 across all classes).
+    """
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise KerasNotesError(f"top_k must be a positive integer; received top_k={top_k!r}")
+    image_size = model.input_shape[1]
+    files = FileList(tuple(paths), (0,) * len(paths), tuple(_needs_pil(path) for path in paths))
+    dataset = image_dataset(files, image_size).map(lambda image, label: image).batch(batch_size)
+    probabilities = model.predict(dataset, verbose=0)  # (images, classes)
+    k = min(top_k, len(class_names))
+    results = []
+    for path, row in zip(paths, probabilities):
+        order = np.argsort(-row, kind="stable")[:k]
+        results.append({"path": path,
+                        "predictions": [{"label": class_names[i], "probability": float(row[i])} for i in order]})
+    return results
+
+
+def format_predictions(results, fmt="csv"):
+    """``results`` as CSV (one row per image: path, label_1, probability_1, ...) or JSON."""
+    if fmt == "json":
+        return json.dumps(results, indent=2, ensure_ascii=False) + "\n"
+    if fmt != "csv":
+        raise KerasNotesError(f"format must be one of {list(FORMATS)}; received format={fmt!r}")
+    k = max((len(result["predictions"]) for result in results), default=0)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path"] + [name for rank in range(1, k + 1) for name in (f"label_{rank}", f"probability_{rank}")])
+    for result in results:
+        cells = [result["path"]]
+        for entry in result["predictions"]:
+            cells += [entry["label"], f"{entry['probability']:.6f}"]
+        writer.writerow(cells)
+    return buffer.getvalue()
+
+
+def predict(run_dir, inputs, top_k=3, fmt="csv", output=None):
+    """Predict every image in ``inputs`` with the run's model; write to ``output`` or return the text."""
+    if fmt not in FORMATS:
+        raise KerasNotesError(f"format must be one of {list(FORMATS)}; received format={fmt!r}")
+    model, class_names = load_run(run_dir)
+    paths = collect_images(inputs)
+    text = format_predictions(predict_images(model, class_names, paths, top_k), fmt)
+    if output is not None:
+        runio.write_text(output, text)
+    return text

@@ -1,0 +1,95 @@
+"""The run folder: atomic writes, the history file, and the checks that guard --resume."""
+
+import os
+
+import pytest
+
+from keras_notes.errors import KerasNotesError
+from keras_notes.finetune import runio
+from keras_notes.finetune.config import FinetuneConfig
+
+
+def test_atomic_write_replaces_whole_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "class_names.json"
+    runio.write_json(path, ["a", "b"])
+    runio.write_json(path, ["c", "d", "e"])
+    assert runio.read_json(path) == ["c", "d", "e"]
+    assert os.listdir(tmp_path) == ["class_names.json"]
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path):
+    path = tmp_path / "config.json"
+    runio.write_json(path, {"ok": 1})
+    with pytest.raises(RuntimeError):
+        with runio.atomic_path(path) as temporary:
+            with open(temporary, "w") as file:
+                file.write('{"half": ')  # a crash mid-write
+            raise RuntimeError("killed")
+    assert runio.read_json(path) == {"ok": 1}
+    assert os.listdir(tmp_path) == ["config.json"]
+
+
+def test_temporary_name_keeps_the_keras_extension(tmp_path):
+    assert runio.temporary_path(tmp_path / "model.keras").endswith(".keras")
+
+
+def test_history_keeps_the_last_row_of_a_repeated_epoch(tmp_path):
+    path = tmp_path / "history.csv"
+    # A resumed run re-trained epoch 1 after a crash that logged it but did not back it up;
+    # the last line was cut short by a second crash.
+    path.write_text("epoch,loss\n0,2.0\n1,1.5\nepoch,loss\n1,1.25\n2,1.0\n3,")
+    rows = runio.read_history(path)
+    assert [(row["epoch"], row["loss"]) for row in rows] == [(0, 2.0), (1, 1.25), (2, 1.0), (3, "")]
+    runio.write_history(path, rows[:3])
+    assert path.read_text() == "epoch,loss\n0,2.0\n1,1.25\n2,1.0\n"
+
+
+def test_new_run_refuses_a_folder_with_files(tmp_path):
+    (tmp_path / "model.keras").write_text("x")
+    with pytest.raises(KerasNotesError, match="--resume"):
+        runio.prepare_run_dir(tmp_path)
+
+
+def test_resume_needs_an_earlier_run(tmp_path):
+    with pytest.raises(KerasNotesError, match="nothing to resume"):
+        runio.prepare_run_dir(tmp_path, resume=True)
+
+
+def test_unwritable_run_folder_is_one_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(KerasNotesError, match="cannot write the run folder"):
+        runio.prepare_run_dir(blocker / "run")
+
+
+def _earlier_run(run_dir, epochs=2, history_rows=2, **changes):
+    config = FinetuneConfig("data", arch="vgg16", image_size=32, epochs=epochs, output=str(run_dir), **changes)
+    runio.write_json(run_dir / runio.CONFIG_FILE, config.to_dict())
+    runio.write_json(run_dir / runio.CLASS_NAMES_FILE, ["a", "b"])
+    runio.write_history(run_dir / runio.HISTORY_FILE, [{"epoch": e, "loss": 1.0} for e in range(history_rows)])
+    return config
+
+
+def test_resume_refuses_other_arch_size_or_classes(tmp_path):
+    config = _earlier_run(tmp_path)
+    runio.check_resume(tmp_path, config, ["a", "b"])  # the same request is fine
+    with pytest.raises(KerasNotesError, match="arch 'vgg16' -> 'mobilenet'"):
+        runio.check_resume(tmp_path, FinetuneConfig("data", arch="mobilenet", image_size=32), ["a", "b"])
+    with pytest.raises(KerasNotesError, match="image_size 32 -> 64"):
+        runio.check_resume(tmp_path, FinetuneConfig("data", arch="vgg16", image_size=64), ["a", "b"])
+    with pytest.raises(KerasNotesError, match=r"class names \['a', 'b'\] -> \['a', 'c'\]"):
+        runio.check_resume(tmp_path, config, ["a", "c"])
+
+
+def test_resume_may_extend_phase_1_but_not_shrink_it(tmp_path):
+    config = _earlier_run(tmp_path, epochs=2, history_rows=2)
+    runio.check_resume(tmp_path, FinetuneConfig("data", arch="vgg16", image_size=32, epochs=4), ["a", "b"])
+    with pytest.raises(KerasNotesError, match="2 epochs are already trained"):
+        runio.check_resume(tmp_path, FinetuneConfig("data", arch="vgg16", image_size=32, epochs=1), ["a", "b"])
+
+
+def test_resume_cannot_change_phase_1_once_phase_2_began(tmp_path):
+    _earlier_run(tmp_path, epochs=2, history_rows=3, fine_tune_epochs=2)  # 2 + 1 epochs trained
+    with pytest.raises(KerasNotesError, match="phase 2 has begun after 2 phase 1 epochs"):
+        runio.check_resume(tmp_path, FinetuneConfig("data", arch="vgg16", image_size=32, epochs=3,
+                                                    fine_tune_epochs=2), ["a", "b"])

@@ -1,0 +1,161 @@
+"""Two-phase training: what each phase may change, and resuming a run."""
+
+import keras
+import numpy as np
+import pytest
+
+from finetune_images import make_image_folder
+from keras_notes.errors import KerasNotesError
+from keras_notes.finetune import runio, train
+from keras_notes.finetune.archs import get_arch
+from keras_notes.finetune.config import FinetuneConfig
+from keras_notes.finetune.data import load_splits, make_dataset
+from keras_notes.finetune.models import build_model, recalibrate_batch_norm
+
+BATCH = 4
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    return make_image_folder(tmp_path_factory.mktemp("images"), per_class=5)
+
+
+def _config(images, output, **changes):
+    values = dict(arch="mobilenet", weights=None, freeze_base=True, image_size=32, batch_size=BATCH, epochs=1,
+                  output=str(output), verbose=0)
+    values.update(changes)
+    return FinetuneConfig(images, **values)
+
+
+def _steps_per_epoch(images):
+    return len(load_splits(images, val_split=0.2, seed=1337).train) // BATCH  # 12 images -> 3
+
+
+def _base_weights(model):
+    return {weight.path: weight.numpy().copy() for weight in model.get_layer("base").weights}
+
+
+@pytest.mark.slow
+def test_phase_1_changes_only_the_head_and_phase_2_only_the_unfrozen_layers(images, tmp_path, monkeypatch):
+    # A base "pretrained" by the test: random MobileNet weights whose batch-norm statistics
+    # are set to the real ones on these images (so that activations neither vanish nor
+    # saturate the ReLU6s and gradients reach the unfrozen layers), saved to a local file.
+    weights_file = str(tmp_path / "base.weights.h5")
+    pretrained = build_model("mobilenet", 3, weights=None, image_size=32)
+    splits = load_splits(images, val_split=0.2, seed=0)
+    recalibrate_batch_norm(pretrained, make_dataset(splits.train, 32, BATCH))
+    pretrained.get_layer("base").save_weights(weights_file)
+    snapshots = []
+    original = train.train_phase
+
+    def recording_train_phase(model, *args, **kwargs):
+        if not snapshots:
+            snapshots.append(_base_weights(model))  # before any training
+        history = original(model, *args, **kwargs)
+        snapshots.append(_base_weights(model))
+        return history
+
+    monkeypatch.setattr(train, "train_phase", recording_train_phase)
+    train.finetune(_config(images, tmp_path / "run", weights=weights_file, freeze_base=None, lr=1e-2,
+                           fine_tune_epochs=1, unfreeze_top_n=6))
+    before, after_1, after_2 = snapshots
+
+    # The base built from the file holds exactly the file's weights.
+    reference = get_arch("mobilenet").base(weights=weights_file, image_size=32)
+    np.testing.assert_array_equal(reference.get_layer("conv1").kernel.numpy(),
+                                  before["conv1/kernel"])
+
+    moving = [path for path in before if "moving_" in path]
+    assert len(moving) == 2 * 27  # MobileNet: 27 batch-norm layers, each a moving mean and variance
+    for path in before:  # phase 1: nothing in the base moves, moving statistics included
+        np.testing.assert_array_equal(before[path], after_1[path], err_msg=path)
+
+    # Phase 2 unfroze the top 6 layers: conv_dw_13, its batch norm and ReLU, conv_pw_13,
+    # its batch norm and ReLU. The two convolutions train; batch norm stays frozen.
+    changed = {path for path in before if not np.array_equal(after_1[path], after_2[path])}
+    assert changed == {"conv_dw_13/kernel", "conv_pw_13/kernel"}
+
+
+def _record_optimizer_steps(monkeypatch):
+    """Make train_phase append the optimizer's step count after each phase to the returned list."""
+    steps = []
+    original = train.train_phase
+
+    def recording_train_phase(model, *args, **kwargs):
+        history = original(model, *args, **kwargs)
+        steps.append(int(model.optimizer.iterations.numpy()))
+        return history
+
+    monkeypatch.setattr(train, "train_phase", recording_train_phase)
+    return steps
+
+
+@pytest.mark.slow
+def test_resume_extends_a_finished_run_with_its_optimizer_state(images, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    train.finetune(_config(images, run, epochs=1))
+    steps = _record_optimizer_steps(monkeypatch)
+    result = train.finetune(_config(images, run, epochs=2, resume=True))
+    assert [row["epoch"] for row in result.history] == [0, 1]
+    assert [row["epoch"] for row in runio.read_history(run / runio.HISTORY_FILE)] == [0, 1]
+    # Adam counted the steps of both runs: its state came back with the backup.
+    assert steps == [2 * _steps_per_epoch(images)]
+    assert not keras.saving.load_model(run / runio.MODEL_FILE).compiled  # saved without optimizer state
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stops the run as a kill would, at the start of epoch ``at``."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at = at
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at:
+            raise KeyboardInterrupt(f"interrupted at epoch {epoch}")
+
+
+@pytest.mark.slow
+def test_resume_after_an_interruption_continues_from_the_last_completed_epoch(images, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    original = train.phase_callbacks
+    monkeypatch.setattr(train, "phase_callbacks", lambda *args, **kwargs: original(*args, **kwargs) + [Interrupt(2)])
+    two_phases = dict(epochs=3, fine_tune_epochs=1, unfreeze_top_n=6)
+    with pytest.raises(KeyboardInterrupt):
+        train.finetune(_config(images, run, **two_phases))
+    first = runio.read_history(run / runio.HISTORY_FILE)
+    assert [row["epoch"] for row in first] == [0, 1]
+    assert not (run / runio.MODEL_FILE).exists()
+
+    monkeypatch.setattr(train, "phase_callbacks", original)
+    steps = _record_optimizer_steps(monkeypatch)
+    result = train.finetune(_config(images, run, resume=True, **two_phases))
+    # Phase 1 picks up at epoch 2 (0-based); phase 2 then runs epoch 3 alone, not from epoch 2.
+    assert [row["epoch"] for row in result.history] == [0, 1, 2, 3]
+    assert [row["seconds"] for row in result.history[:2]] == [row["seconds"] for row in first]  # not re-run
+    steps_per_epoch = _steps_per_epoch(images)
+    assert steps == [3 * steps_per_epoch, 1 * steps_per_epoch]  # phase 2 recompiles: a new Adam
+
+
+def test_resume_refuses_another_arch_before_training(images, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    runio.write_json(run / runio.CONFIG_FILE, _config(images, run).resolve().to_dict())
+    runio.write_json(run / runio.CLASS_NAMES_FILE, ["cat", "dog", "eel"])
+    with pytest.raises(KerasNotesError, match="arch 'mobilenet' -> 'vgg16'"):
+        train.finetune(_config(images, run, arch="vgg16", resume=True))
+    with pytest.raises(KerasNotesError, match="class names"):
+        runio.write_json(run / runio.CLASS_NAMES_FILE, ["cat", "dog", "fox"])
+        train.finetune(_config(images, run, resume=True))
+
+
+def test_verbosity_follows_the_terminal(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    assert train.resolve_verbose("auto") == 1
+    monkeypatch.setenv("CI", "true")
+    assert train.resolve_verbose("auto") == 2
+    monkeypatch.delenv("CI")
+    monkeypatch.setattr("sys.stdout.isatty", lambda: False)
+    assert train.resolve_verbose("auto") == 2
+    assert train.resolve_verbose(0) == 0
