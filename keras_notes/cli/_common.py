@@ -1,5 +1,6 @@
 """What every command-line front end shares: quiet TensorFlow, and user errors as one line."""
 
+import argparse
 import functools
 import os
 import sys
@@ -27,3 +28,17 @@ def user_errors_exit_2(main):
             return USAGE_ERROR
 
     return wrapper
+
+
+def comma_separated(kind):
+    """An argparse ``type`` that reads ``"1,4,16"`` as a tuple of ``kind`` (int or float)."""
+
+    what = "integers" if kind is int else "numbers"
+
+    def parse(text):
+        try:
+            return tuple(kind(part) for part in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}; received {text!r}") from None
+
+    return parse

@@ -6,17 +6,10 @@
 
 import argparse
 
-from keras_notes.cli._common import user_errors_exit_2
+from keras_notes.cli._common import comma_separated, user_errors_exit_2
 from keras_notes.report import format_table, new_figure, save_figure
 
 DEFAULT_OUTPUT = "runs/plots/batch_size.png"
-
-
-def _ints(text):
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers; received {text!r}") from None
 
 
 def parse_args(argv=None):
@@ -28,7 +21,7 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="the same for every batch size")
     parser.add_argument("--samples", type=int, default=defaults.samples, help="training samples")
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="SGD, all sizes")
-    parser.add_argument("--batch-sizes", type=_ints, default=BATCH_SIZES,
+    parser.add_argument("--batch-sizes", type=comma_separated(int), default=BATCH_SIZES,
                         help="comma-separated (default 1,4,16,64,256)")
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help="PNG path for the two plots")
     return parser.parse_args(argv)

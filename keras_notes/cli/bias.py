@@ -5,22 +5,15 @@
 
 import argparse
 
-from keras_notes.cli._common import user_errors_exit_2
+from keras_notes.cli._common import comma_separated, user_errors_exit_2
 from keras_notes.report import format_table, new_figure, save_figure
 
 DEFAULT_OUTPUT = "runs/plots/bias.png"
 
 
-def _floats(text):
-    try:
-        return tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers; received {text!r}") from None
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="keras-notes-bias", description=__doc__.splitlines()[0])
-    parser.add_argument("--biases", type=_floats, default=(-5.0, -2.0, 0.0, 1.0, 3.0),
+    parser.add_argument("--biases", type=comma_separated(float), default=(-5.0, -2.0, 0.0, 1.0, 3.0),
                         help="comma-separated biases to plot, written --biases=-5,0,1 (default -5,-2,0,1,3)")
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help="PNG path for the activation curves")
     return parser.parse_args(argv)

@@ -5,17 +5,10 @@
 
 import argparse
 
-from keras_notes.cli._common import user_errors_exit_2
+from keras_notes.cli._common import comma_separated, user_errors_exit_2
 from keras_notes.report import format_table, new_figure, save_figure
 
 DEFAULT_OUTPUT = "runs/plots/l2.png"
-
-
-def _floats(text):
-    try:
-        return tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers; received {text!r}") from None
 
 
 def parse_args(argv=None):
@@ -26,7 +19,7 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=defaults.seed, help="data, weights and shuffling seed")
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--train-samples", type=int, default=defaults.train_samples)
-    parser.add_argument("--strengths", type=_floats, default=STRENGTHS,
+    parser.add_argument("--strengths", type=comma_separated(float), default=STRENGTHS,
                         help="comma-separated L2 factors (default 0,0.001,0.01,0.1)")
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help="PNG path for the weight-norm curves")
     return parser.parse_args(argv)
