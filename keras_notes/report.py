@@ -57,8 +57,12 @@ def save_figure(figure, path):
     if directory:
         os.makedirs(directory, exist_ok=True)
     temporary = f"{path}.tmp-{os.getpid()}.png"
-    figure.tight_layout()
-    figure.savefig(temporary, dpi=120)
-    plt.close(figure)
-    os.replace(temporary, path)
+    try:
+        figure.tight_layout()
+        figure.savefig(temporary, dpi=120)
+        os.replace(temporary, path)
+    finally:
+        plt.close(figure)
+        if os.path.exists(temporary):  # savefig failed part-way: leave nothing behind
+            os.remove(temporary)
     return path
