@@ -10,6 +10,8 @@ model, the resolved config, the history, the evaluation and the plots.
 
 import argparse
 import dataclasses
+import os
+import sys
 
 from keras_notes.cli._common import user_errors_exit_2
 from keras_notes.finetune.config import FinetuneConfig
@@ -46,9 +48,14 @@ def parse_args(argv=None):
 @user_errors_exit_2
 def main(argv=None):
     config = parse_args(argv)  # before importing TensorFlow: --help and bad values answer at once
+    from keras_notes.finetune.guards import TrainingStopped
     from keras_notes.finetune.train import finetune
 
-    finetune(config)
+    try:
+        finetune(config)
+    except TrainingStopped as stop:  # a signal or a NaN loss: one line, the backup is kept
+        print(f"{os.path.basename(sys.argv[0]) or 'keras-notes-finetune'}: {stop}", file=sys.stderr)
+        return stop.exit_status
     return 0
 
 

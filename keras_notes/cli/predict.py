@@ -2,7 +2,8 @@
 
     keras-notes-predict RUN_DIR IMAGE_OR_FOLDER... [--top-k 3] [--format csv|json] [--output FILE]
 
-The model is loaded with Keras's safe_mode on. Output goes to stdout, or to FILE
+The model is loaded with Keras's safe_mode on: a model file holding a Lambda layer is
+refused unless --unsafe-load says the file is trusted. Output goes to stdout, or to FILE
 (written atomically). A RUN_DIR without a model is a one-line error, exit status 2.
 """
 
@@ -22,6 +23,9 @@ def parse_args(argv=None):
     parser.add_argument("--top-k", type=int, default=3, help="labels per image, best first (default: %(default)s)")
     parser.add_argument("--format", choices=FORMATS, default="csv", help="output format (default: %(default)s)")
     parser.add_argument("--output", default=None, help="write to this file instead of stdout")
+    parser.add_argument("--unsafe-load", action="store_true",
+                        help="load the model with Keras's safe_mode off, running any Python code a Lambda "
+                             "layer stored in it; use only for a model file you trust")
     return parser.parse_args(argv)
 
 
@@ -30,7 +34,8 @@ def main(argv=None):
     args = parse_args(argv)
     from keras_notes.finetune.predict import predict
 
-    text = predict(args.run_dir, args.inputs, top_k=args.top_k, fmt=args.format, output=args.output)
+    text = predict(args.run_dir, args.inputs, top_k=args.top_k, fmt=args.format, output=args.output,
+                   unsafe_load=args.unsafe_load)
     if args.output is None:
         sys.stdout.write(text)
     else:

@@ -88,6 +88,16 @@ class FinetuneConfig:
     # No augmentation by default: flips are wrong for digits and text, so the user opts in.
     augment: tuple = _field((), "training-only augmentation layers: any of flip rotation zoom (default: none)",
                             str, nargs="*", choices=AUGMENTATIONS)
+    # None: on whenever it gives the same training (frozen base, no augmentation, one replica),
+    # because the frozen base is then run once instead of once per epoch (finetune/cache.py).
+    cache: bool = _field(None, "phase 1 trains the head on the frozen part's output computed once "
+                               "(default: on with a frozen base, no augmentation and one replica)")
+    # None: half of MemAvailable, so that the cache cannot take the memory TensorFlow needs.
+    cache_budget: float = _field(None, "MiB of RAM for the cached features; beyond it they go to a "
+                                       "memory-mapped file in <run>/cache (default: half the available memory)",
+                                 _none_or(float))
+    # False: a spilled cache is only a speed-up for one run, and can be large.
+    keep_cache: bool = _field(False, "keep <run>/cache after the run")
     # "auto": several GPUs -> mirrored, one GPU -> that GPU, none -> the default strategy.
     strategy: str = _field("auto", "tf.distribute strategy", str, choices=STRATEGIES)
     # "auto": mixed_float16 on GPUs of compute capability >= 7.0, float32 otherwise.
@@ -144,6 +154,11 @@ class FinetuneConfig:
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("verbose", self.verbose, VERBOSITIES)
         _check_int("seed", self.seed, 0)
+        if self.cache_budget is not None and (isinstance(self.cache_budget, bool)
+                                              or not isinstance(self.cache_budget, (int, float))
+                                              or not self.cache_budget >= 0):
+            raise KerasNotesError(f"cache_budget must be a number of MiB >= 0; "
+                                  f"received cache_budget={self.cache_budget!r}")
         if self.resume and self.output is None:
             raise KerasNotesError("resume needs the run folder to continue; received resume=True, output=None")
 
@@ -181,6 +196,8 @@ class FinetuneConfig:
             changes["image_size"] = get_arch(self.arch).default_image_size
         if self.freeze_base is None:
             changes["freeze_base"] = self.weights is not None
+        if self.cache is None:  # on where it trains the same model; more than one replica turns it off later
+            changes["cache"] = not self.augment and bool(changes.get("freeze_base", self.freeze_base))
         if self.fine_tune_epochs and self.fine_tune_lr is None:
             changes["fine_tune_lr"] = self.phase2_lr
         if self.output is None:

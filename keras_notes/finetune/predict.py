@@ -22,8 +22,13 @@ IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".
 FORMATS = ("csv", "json")
 
 
-def load_run(run_dir):
-    """``(model, class_names)`` of the run in ``run_dir``; ``KerasNotesError`` if it holds no model."""
+def load_run(run_dir, unsafe_load=False):
+    """``(model, class_names)`` of the run in ``run_dir``; ``KerasNotesError`` if it holds no model.
+
+    ``unsafe_load=True`` turns Keras's ``safe_mode`` off, which lets a ``Lambda`` layer's
+    stored Python code run: only for a file the user trusts. Without it such a file is
+    refused with a one-line ``KerasNotesError`` saying so.
+    """
     import keras
 
     import keras_notes.finetune.layers  # noqa: F401 -- registers ImagePreprocessing, which model.keras holds
@@ -36,7 +41,15 @@ def load_run(run_dir):
     for path in (model_path, names_path):
         if not os.path.isfile(path):
             raise KerasNotesError(f"no trained model in {run_dir!r}: {os.path.basename(path)} is missing")
-    model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
+    try:
+        model = keras.saving.load_model(model_path, compile=False, safe_mode=not unsafe_load)
+    except ValueError as error:
+        # Keras's safe_mode refusal ("Requested the deserialization of a `lambda` object ...").
+        if unsafe_load or "safe_mode" not in str(error):
+            raise
+        raise KerasNotesError(
+            f"refusing to load {model_path!r}: it holds a Lambda layer (Python code that would run on "
+            f"loading), which Keras's safe_mode blocks; pass --unsafe-load only if you trust this file") from None
     class_names = tuple(runio.read_json(names_path))
     outputs = model.output_shape[-1]
     if outputs != len(class_names):
@@ -117,11 +130,14 @@ def format_predictions(results, fmt="csv"):
     return buffer.getvalue()
 
 
-def predict(run_dir, inputs, top_k=3, fmt="csv", output=None):
-    """Predict every image in ``inputs`` with the run's model; write to ``output`` or return the text."""
+def predict(run_dir, inputs, top_k=3, fmt="csv", output=None, unsafe_load=False):
+    """Predict every image in ``inputs`` with the run's model; write to ``output`` or return the text.
+
+    ``unsafe_load``: see ``load_run``; off by default.
+    """
     if fmt not in FORMATS:
         raise KerasNotesError(f"format must be one of {list(FORMATS)}; received format={fmt!r}")
-    model, class_names = load_run(run_dir)
+    model, class_names = load_run(run_dir, unsafe_load=unsafe_load)
     paths = collect_images(inputs)
     text = format_predictions(predict_images(model, class_names, paths, top_k), fmt)
     if output is not None:

@@ -148,6 +148,8 @@ def prepare_run_dir(path, resume=False):
     elif os.path.isdir(path) and os.listdir(path):
         raise KerasNotesError(f"run folder already exists and is not empty: {path!r}; "
                               f"pass --resume to continue it or choose another --output")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise KerasNotesError(f"cannot write the run folder {path!r}: it is an existing file, not a folder")
     try:
         os.makedirs(path, exist_ok=True)
         probe = os.path.join(path, f".write-test-{os.getpid()}")

@@ -24,7 +24,7 @@ import time
 
 import keras
 
-from keras_notes.finetune import runio
+from keras_notes.finetune import cache, guards, runio
 from keras_notes.finetune.data import load_splits, make_dataset, make_eval_dataset
 from keras_notes.finetune.evaluate import (evaluate_model, format_class_table, plot_confusion_matrix,
                                            plot_training_curves)
@@ -86,13 +86,19 @@ def tensorboard_available():
 
 
 def phase_callbacks(run_dir, phase, append):
-    """The callbacks of one phase: timing, backup (for resume), CSV history and TensorBoard."""
+    """The callbacks of one phase: timing, guard, backup (for resume), CSV history and TensorBoard."""
     callbacks = [
         EpochTimer(),
-        # double_checkpoint: a crash while the backup is written leaves the previous one usable.
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, runio.CHECKPOINT_DIR, f"phase{phase}"),
-                                         double_checkpoint=True, delete_checkpoint=False),
+        # Before the backup: a signal or a NaN loss stops fit before an unfinished or NaN
+        # epoch is backed up (guards.py says why raising beats model.stop_training).
+        guards.TrainingGuard(run_dir),
+        # History before backup: a kill between the two leaves an epoch logged but not backed
+        # up, which resume trains and logs again (read_history keeps the later row), rather
+        # than one backed up but never logged.
         keras.callbacks.CSVLogger(os.path.join(run_dir, runio.HISTORY_FILE), append=append),
+        # Each backup file is written whole under a temporary name, then renamed (guards.py).
+        guards.AtomicBackupAndRestore(os.path.join(run_dir, runio.CHECKPOINT_DIR, f"phase{phase}"),
+                                      double_checkpoint=True, delete_checkpoint=False),
     ]
     if tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(run_dir, runio.LOG_DIR)))
@@ -108,6 +114,9 @@ def train_phase(model, train_data, val_data, epochs, initial_epoch, callbacks, v
     # BackupAndRestore leaves the epoch it restored on the model, where the next
     # fit would start from it; clear it so each phase starts from its own epoch.
     model._initial_epoch = None
+    if isinstance(train_data, cache.CachedFeatures):  # phase 1 on cached features: fit the shared head
+        model, train_data = train_data.head, train_data.dataset
+        model._initial_epoch = None
     # shuffle=False: the training dataset shuffles itself (seeded); fit cannot shuffle a dataset.
     return model.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=initial_epoch,
                      callbacks=callbacks, verbose=verbose, shuffle=False)
@@ -133,7 +142,8 @@ def finetune(config):
     strategy = make_strategy(config.strategy)
     per_replica = check_batch_size(config.batch_size, strategy)
     precision = resolve_precision(config.precision, strategy)
-    config = dataclasses.replace(config, strategy=strategy_name(strategy), precision=precision)
+    config = dataclasses.replace(config, strategy=strategy_name(strategy), precision=precision,
+                                 cache=cache.resolve_cache(config, strategy.num_replicas_in_sync))
     run_dir = runio.prepare_run_dir(config.output, resume=config.resume)
     if config.resume:
         runio.check_resume(run_dir, config, splits.class_names)
@@ -153,7 +163,7 @@ def finetune(config):
                               seed=config.seed, augment=config.augment)
     val_data = make_eval_dataset(splits.val, config.image_size, config.batch_size,
                                  replicas=strategy.num_replicas_in_sync)
-    _train_phases(model, config, strategy, run_dir, train_data, val_data)
+    _train_phases(model, config, strategy, run_dir, train_data, val_data, splits)
 
     # The training images without augmentation, shuffled: batches drawn from one class only
     # would miss the variance between classes (measured on MobileNet from scratch: 0.889
@@ -181,14 +191,22 @@ def _write_start(run_dir, config, splits):
         _say(f"  ... and {len(splits.skipped) - SKIPPED_SHOWN} more")
 
 
-def _train_phases(model, config, strategy, run_dir, train_data, val_data):
-    """Phase 1, then phase 2 if asked; epochs are numbered across both."""
+def _train_phases(model, config, strategy, run_dir, train_data, val_data, splits=None):
+    """Phase 1, then phase 2 if asked; epochs are numbered across both.
+
+    With ``config.cache`` (and ``splits``), phase 1 trains the head on the frozen part's
+    output computed once (``cache.phase1_data``), backed up in its own folder.
+    """
     verbose = resolve_verbose(config.verbose)
     if not tensorboard_available():
         _say("TensorBoard logs skipped: the tensorboard package is not installed (pip install tensorboard)")
     _say(f"phase 1: {config.epochs} epochs at lr {config.lr:g}")
-    train_phase(model, train_data, val_data, config.epochs, 0,
-                phase_callbacks(run_dir, 1, append=config.resume), verbose)
+    cached = bool(config.cache) and splits is not None
+    with cache.phase1_data(model, config if cached else dataclasses.replace(config, cache=False), run_dir,
+                           splits, train_data, val_data, say=_say) as (train_1, val_1):
+        train_phase(model, train_1, val_1, config.epochs, 0,
+                    phase_callbacks(run_dir, cache.HEAD_BACKUP_PHASE if cached else 1, append=config.resume),
+                    verbose)
     if not config.fine_tune_epochs:
         return
     with strategy.scope():
