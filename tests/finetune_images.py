@@ -22,3 +22,14 @@ def make_image_folder(root, per_class=6, size=32, class_names=CLASS_NAMES, seed=
             pixels[..., label % 3] += 150
             Image.fromarray(pixels.astype(np.uint8)).save(os.path.join(root, name, f"{index:03d}.png"))
     return os.fspath(root)
+
+
+def tiny_config(images, output, **changes):
+    """A ``FinetuneConfig`` for a quick run: MobileNet at 32 px, random weights, frozen base, silent;
+    ``changes`` override any field."""
+    from keras_notes.finetune.config import FinetuneConfig
+
+    values = dict(arch="mobilenet", weights=None, freeze_base=True, image_size=32, batch_size=4, epochs=1,
+                  output=str(output), verbose=0)
+    values.update(changes)
+    return FinetuneConfig(images, **values)

@@ -6,10 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from finetune_images import make_image_folder
+from finetune_images import make_image_folder, tiny_config
 from keras_notes.errors import KerasNotesError
 from keras_notes.finetune import cache, runio
-from keras_notes.finetune.config import FinetuneConfig
 from keras_notes.finetune.data import FileList, load_splits, make_dataset, make_eval_dataset
 from keras_notes.finetune.models import build_model, recalibrate_batch_norm
 from keras_notes.finetune.train import finetune
@@ -35,10 +34,7 @@ def base_weights(images, tmp_path_factory):
 
 
 def _config(images, output, **changes):
-    values = dict(arch="mobilenet", weights=None, freeze_base=True, image_size=32, batch_size=BATCH, epochs=3,
-                  output=str(output), verbose=0)
-    values.update(changes)
-    return FinetuneConfig(images, **values)
+    return tiny_config(images, output, **{"batch_size": BATCH, "epochs": 3, **changes})
 
 
 def test_budget_defaults_to_half_the_available_memory(tmp_path):

@@ -4,11 +4,10 @@ import keras
 import numpy as np
 import pytest
 
-from finetune_images import make_image_folder
+from finetune_images import make_image_folder, tiny_config
 from keras_notes.errors import KerasNotesError
 from keras_notes.finetune import runio, train
 from keras_notes.finetune.archs import get_arch
-from keras_notes.finetune.config import FinetuneConfig
 from keras_notes.finetune.data import load_splits, make_dataset
 from keras_notes.finetune.models import build_model, recalibrate_batch_norm
 
@@ -21,10 +20,7 @@ def images(tmp_path_factory):
 
 
 def _config(images, output, **changes):
-    values = dict(arch="mobilenet", weights=None, freeze_base=True, image_size=32, batch_size=BATCH, epochs=1,
-                  output=str(output), verbose=0)
-    values.update(changes)
-    return FinetuneConfig(images, **values)
+    return tiny_config(images, output, **{"batch_size": BATCH, "epochs": 1, **changes})
 
 
 def _steps_per_epoch(images):
