@@ -11,6 +11,9 @@ One module per concern:
 - ``config``: ``FinetuneConfig``, the frozen dataclass the CLI mirrors.
 - ``strategy``: choosing a ``tf.distribute`` strategy and precision.
 - ``train``: ``finetune(config)``, the two training phases on ``fit``.
+- ``cache``: phase 1 on the frozen part's output, computed once.
+- ``guards``: stopping cleanly on a signal or a NaN loss; atomic backups.
+- ``benchmark``: the keras.io recipe against the package, timed side by side.
 - ``evaluate``: accuracy, per-class precision/recall/F1, confusion matrix, plots.
 - ``runio``: the run folder, atomic writes, resume checks.
 - ``predict``: top-k predictions from a saved run.

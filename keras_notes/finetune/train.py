@@ -191,21 +191,19 @@ def _write_start(run_dir, config, splits):
         _say(f"  ... and {len(splits.skipped) - SKIPPED_SHOWN} more")
 
 
-def _train_phases(model, config, strategy, run_dir, train_data, val_data, splits=None):
+def _train_phases(model, config, strategy, run_dir, train_data, val_data, splits):
     """Phase 1, then phase 2 if asked; epochs are numbered across both.
 
-    With ``config.cache`` (and ``splits``), phase 1 trains the head on the frozen part's
-    output computed once (``cache.phase1_data``), backed up in its own folder.
+    With ``config.cache``, phase 1 trains the head on the frozen part's output computed
+    once over ``splits`` (``cache.phase1_data``), backed up in its own folder.
     """
     verbose = resolve_verbose(config.verbose)
     if not tensorboard_available():
         _say("TensorBoard logs skipped: the tensorboard package is not installed (pip install tensorboard)")
     _say(f"phase 1: {config.epochs} epochs at lr {config.lr:g}")
-    cached = bool(config.cache) and splits is not None
-    with cache.phase1_data(model, config if cached else dataclasses.replace(config, cache=False), run_dir,
-                           splits, train_data, val_data, say=_say) as (train_1, val_1):
+    with cache.phase1_data(model, config, run_dir, splits, train_data, val_data, say=_say) as (train_1, val_1):
         train_phase(model, train_1, val_1, config.epochs, 0,
-                    phase_callbacks(run_dir, cache.HEAD_BACKUP_PHASE if cached else 1, append=config.resume),
+                    phase_callbacks(run_dir, cache.HEAD_BACKUP_PHASE if config.cache else 1, append=config.resume),
                     verbose)
     if not config.fine_tune_epochs:
         return
