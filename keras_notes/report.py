@@ -2,6 +2,8 @@
 
 import os
 
+from keras_notes.atomic import atomic_path
+
 
 def format_table(headers, rows, align=None):
     """Return ``rows`` under ``headers`` as a fixed-width text table.
@@ -56,13 +58,10 @@ def save_figure(figure, path):
     directory = os.path.dirname(path)
     if directory:
         os.makedirs(directory, exist_ok=True)
-    temporary = f"{path}.tmp-{os.getpid()}.png"
     try:
         figure.tight_layout()
-        figure.savefig(temporary, dpi=120)
-        os.replace(temporary, path)
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, dpi=120)
     finally:
         plt.close(figure)
-        if os.path.exists(temporary):  # savefig failed part-way: leave nothing behind
-            os.remove(temporary)
     return path

@@ -19,13 +19,15 @@ a kill between the two writes pairs new weights with the old epoch number. Renam
 complete files narrows both to the instant between two ``os.replace`` calls.
 """
 
-import json
 import math
 import os
 import signal
 import threading
 
 import keras
+
+from keras_notes.atomic import atomic_path
+from keras_notes.finetune import runio
 
 INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -137,19 +139,8 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
-        stem = os.path.join(self.backup_dir, f".tmp-{os.getpid()}")
-        weights, metadata = stem + ".weights.h5", stem + ".json"  # save_weights wants .weights.h5
-        try:
+        # Weights first: a kill between the two renames pairs new weights with the
+        # previous epoch number, so resume repeats one epoch rather than skips one.
+        with atomic_path(self._weights_path) as weights:
             self.model.save_weights(weights, overwrite=True)
-            with open(metadata, "w", encoding="utf-8") as file:
-                json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, file)
-                file.flush()
-                os.fsync(file.fileno())
-            # Weights first: a kill between the two renames pairs new weights with the
-            # previous epoch number, so resume repeats one epoch rather than skips one.
-            os.replace(weights, self._weights_path)
-            os.replace(metadata, self._training_metadata_path)
-        finally:
-            for path in (weights, metadata):
-                if os.path.exists(path):
-                    os.remove(path)
+        runio.write_json(self._training_metadata_path, {"epoch": self._current_epoch, "batch": self._last_batch_seen})

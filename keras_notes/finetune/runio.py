@@ -19,12 +19,12 @@ A run folder::
     training_curves.png
 """
 
-import contextlib
 import csv
 import io
 import json
 import os
 
+from keras_notes.atomic import atomic_path, temporary_path  # noqa: F401  (part of runio's API)
 from keras_notes.errors import KerasNotesError
 
 CONFIG_FILE = "config.json"
@@ -37,25 +37,6 @@ MODEL_FILE = "model.keras"
 EVALUATION_FILE = "evaluation.json"
 CONFUSION_FILE = "confusion_matrix.png"
 CURVES_FILE = "training_curves.png"
-
-
-def temporary_path(path):
-    """A hidden name beside ``path`` with the same extension (Keras checks ``.keras``)."""
-    directory, name = os.path.split(os.fspath(path))
-    extension = ".keras" if name.endswith(".keras") else os.path.splitext(name)[1]
-    return os.path.join(directory, f".{name}.tmp-{os.getpid()}{extension}")
-
-
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary path to write; on success rename it to ``path``, on failure remove it."""
-    temporary = temporary_path(path)
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 def write_text(path, text):
