@@ -109,18 +109,11 @@ def _dense(layer, config, shape):
 
 
 def _conv(layer, config, shape):
-    # kernel (*kernel_size, c_in/groups, filters) + bias (filters,).
+    # kernel (*kernel_size, c_in/groups, filters) + bias (filters,). A transposed
+    # convolution's kernel is (*kernel_size, filters, c_in) with no groups: the same product.
     c_in, groups, filters = _channels(config, shape), config.get("groups", 1), config["filters"]
     per_group = (f"({c_in}/{groups})", c_in // groups) if groups > 1 else c_in
     formula, count = _sum_of_products([*config["kernel_size"], per_group, filters],
-                                      [filters] if config["use_bias"] else [])
-    return formula, count, 0
-
-
-def _conv_transpose(layer, config, shape):
-    # kernel (*kernel_size, filters, c_in) + bias (filters,): the same product as _conv.
-    filters = config["filters"]
-    formula, count = _sum_of_products([*config["kernel_size"], _channels(config, shape), filters],
                                       [filters] if config["use_bias"] else [])
     return formula, count, 0
 
@@ -212,8 +205,7 @@ _PARAMETER_FREE = """
 _LAYER_RULES = {
     "Dense": _dense,
     "Conv1D": _conv, "Conv2D": _conv, "Conv3D": _conv,
-    "Conv1DTranspose": _conv_transpose, "Conv2DTranspose": _conv_transpose,
-    "Conv3DTranspose": _conv_transpose,
+    "Conv1DTranspose": _conv, "Conv2DTranspose": _conv, "Conv3DTranspose": _conv,
     "DepthwiseConv1D": _depthwise, "DepthwiseConv2D": _depthwise,
     "SeparableConv1D": _separable, "SeparableConv2D": _separable,
     "BatchNormalization": _batch_norm, "LayerNormalization": _layer_norm,

@@ -39,12 +39,6 @@ def test_split_refuses_a_class_too_small_to_split():
         data.stratified_split(_files([5, 1]), ["a", "b"], 0.2, seed=0)
 
 
-def test_shards_partition_the_list():
-    files = _files([5, 4])
-    shards = [files.shard(3, index) for index in range(3)]
-    assert [len(shard) for shard in shards] == [3, 3, 3]
-    assert sorted(path for shard in shards for path in shard.paths) == sorted(files.paths)
-
 
 def test_load_splits_from_a_folder_and_from_a_val_dir(tmp_path):
     train_dir = make_image_folder(tmp_path / "train", per_class=5)

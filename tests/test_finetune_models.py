@@ -18,7 +18,6 @@ from keras_notes.finetune.archs import ARCHS
 from keras_notes.finetune.models import (BASE_LAYER_NAME, FROM_SCRATCH_BN_MOMENTUM, batch_norm_layers,
                                          build_model, course_mobilenet, course_vgg16, recalibrate_batch_norm,
                                          unfreeze)
-from keras_notes.finetune.weights import load_base
 from keras_notes.params import count_params
 
 

@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from keras_notes import atomic
 from keras_notes.errors import KerasNotesError
 from keras_notes.finetune import runio
 from keras_notes.finetune.config import FinetuneConfig
@@ -30,7 +31,7 @@ def test_a_failed_write_keeps_the_old_file(tmp_path):
 
 
 def test_temporary_name_keeps_the_keras_extension(tmp_path):
-    assert runio.temporary_path(tmp_path / "model.keras").endswith(".keras")
+    assert atomic.temporary_path(tmp_path / "model.keras").endswith(".keras")
 
 
 def test_history_keeps_the_last_row_of_a_repeated_epoch(tmp_path):
@@ -82,7 +83,7 @@ def test_resume_refuses_other_arch_size_or_classes(tmp_path):
 
 
 def test_resume_may_extend_phase_1_but_not_shrink_it(tmp_path):
-    config = _earlier_run(tmp_path, epochs=2, history_rows=2)
+    _earlier_run(tmp_path, epochs=2, history_rows=2)
     runio.check_resume(tmp_path, FinetuneConfig("data", arch="vgg16", image_size=32, epochs=4), ["a", "b"])
     with pytest.raises(KerasNotesError, match="2 epochs are already trained"):
         runio.check_resume(tmp_path, FinetuneConfig("data", arch="vgg16", image_size=32, epochs=1), ["a", "b"])

@@ -14,14 +14,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
 
 from keras_notes.errors import KerasNotesError
 from keras_notes.finetune import cluster
-from keras_notes.finetune.config import STRATEGIES
 from keras_notes.finetune.multiworker import epoch_order, steps_per_epoch
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -356,7 +354,6 @@ def test_a_killed_worker_restarts_with_its_group_and_the_run_finishes(image_fold
 
 
 @pytest.mark.slow
-@pytest.mark.skipif("multi-worker" not in STRATEGIES, reason="FinetuneConfig has no multi-worker strategy yet")
 def test_the_finetune_command_on_two_local_workers_writes_one_run_folder(image_folder, tmp_path):
     run = tmp_path / "run"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")

@@ -32,7 +32,7 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="keras-notes-benchmark", description=__doc__.splitlines()[0])
     for field in dataclasses.fields(BenchmarkConfig):
         flag = "--" + field.name.replace("_", "-")
-        if field.type == "bool" or isinstance(field.default, bool):
+        if isinstance(field.default, bool):
             parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=field.default,
                                 help=f"{HELP[field.name]} (default: %(default)s)")
         else:

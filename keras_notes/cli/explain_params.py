@@ -26,7 +26,7 @@ def parse_args(argv=None):
         prog="explain_params",
         description="Per-layer parameter arithmetic for a notes model or a keras.applications "
                     "model, checked against Keras's own count.")
-    parser.add_argument("name", help="a notes model (in7, in10, in17, dense_example, cnn_example) "
+    parser.add_argument("name", help="a notes model (keras_notes.notes_models.MODELS, e.g. in7 or cnn_example) "
                                      "or a keras.applications name such as vgg16 or mobilenet")
     parser.add_argument("--no-top", action="store_true",
                         help="keras.applications only: drop the classifier (include_top=False)")

@@ -69,12 +69,6 @@ def make_data(config=L2Config()):
     return (*draw(config.train_samples), *draw(config.val_samples))
 
 
-def l2_penalty_numpy(model, l2_strength):
-    """``l2_strength * sum(w ** 2)`` over the regularized kernel, in NumPy."""
-    kernel = model.get_layer(REGULARIZED_LAYER).kernel.numpy().astype(np.float64)
-    return l2_strength * float(np.sum(kernel ** 2))
-
-
 def _data_loss(model, x, y):
     """Binary cross-entropy without the penalty, so different strengths compare fairly."""
     import keras

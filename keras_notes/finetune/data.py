@@ -36,10 +36,6 @@ class FileList:
         """The files at ``indices``, in that order."""
         return FileList(*(tuple(column[i] for i in indices) for column in (self.paths, self.labels, self.needs_pil)))
 
-    def shard(self, num_shards, index):
-        """Every ``num_shards``-th file starting at ``index``, for one of several workers."""
-        return self.subset(range(index, len(self), num_shards))
-
     def counts(self, num_classes):
         """Images per class, as a list indexed by label."""
         return np.bincount(np.asarray(self.labels, dtype=np.int64), minlength=num_classes).tolist()

@@ -16,7 +16,8 @@ temporary names and renamed into place. The stock save overwrites
 there only when loading the weights raises ``OSError``. A kill while the metadata is
 written leaves truncated JSON, which raises ``JSONDecodeError`` (not ``OSError``), and
 a kill between the two writes pairs new weights with the old epoch number. Renaming
-complete files narrows both to the instant between two ``os.replace`` calls.
+each file whole, weights first, narrows both to a kill between the two renames, which
+makes resume repeat one epoch rather than skip one.
 """
 
 import math

@@ -217,7 +217,8 @@ def train_multi_worker(build_model_fn, train_files, val_files, num_classes, imag
     ``optimizer_fn(lr)`` builds the optimizer (default: Adam). ``augmentation`` is a
     Keras layer applied to training batches in the input pipeline. ``after_training_fn(model)``
     runs on every worker after the last epoch, before the final evaluation (for example
-    re-estimating batch-norm statistics); it must leave every worker's model the same.
+    re-estimating batch-norm statistics); it must leave every worker's model the same, and
+    return something true when it changed the model, so that the final evaluation runs again.
     ``callbacks`` are Keras callbacks, given ``on_train_begin``, ``on_epoch_begin``,
     ``on_epoch_end`` (with the epoch's metrics) and ``on_train_end``.
 
@@ -340,9 +341,9 @@ def train_multi_worker(build_model_fn, train_files, val_files, num_classes, imag
         log(f"epoch {epoch + 1}/{total_epochs} - " + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()
                                                                if k != "seconds") + f" - {row[-1]:.1f}s")
     callback_list.on_train_end()
-    if after_training_fn is not None:
-        after_training_fn(model)
-    if start == total_epochs or after_training_fn is not None:
+    # Evaluate again only if nothing was trained here, or the after-training step changed the model.
+    changed = bool(after_training_fn(model)) if after_training_fn is not None else False
+    if start == total_epochs or changed:
         confusion = evaluate()[2]
     return MultiWorkerResult(model, _history_rows(history_var), confusion, start, is_chief,
                              folder, task)

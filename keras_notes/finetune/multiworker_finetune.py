@@ -103,6 +103,7 @@ def finetune_multi_worker(config):
         count = recalibrate_batch_norm(model, plain_train, max_batches=RECALIBRATION_BATCHES)
         if count:
             _say(f"re-estimated the moving statistics of {count} trained batch-norm layers")
+        return count  # nonzero: the model changed, so the final evaluation runs again
 
     callbacks = []
     if tensorboard_available():  # each worker logs to its own write folder; the chief's is the run's logs/

@@ -16,9 +16,8 @@ import numpy as np
 from keras_notes.errors import KerasNotesError
 from keras_notes.finetune import runio
 from keras_notes.finetune.data import FileList, image_dataset
-from keras_notes.finetune.scan import check_image
+from keras_notes.finetune.scan import IMAGE_EXTENSIONS, check_image
 
-IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 FORMATS = ("csv", "json")
 
 
@@ -70,9 +69,9 @@ def collect_images(inputs):
             for root, dirs, names in os.walk(item):
                 dirs[:] = sorted(name for name in dirs if not name.startswith("."))
                 found.extend(os.path.join(root, name) for name in sorted(names)
-                             if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS))
+                             if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS)
             if not found:
-                raise KerasNotesError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in folder {item!r}")
+                raise KerasNotesError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in folder {item!r}")
             paths.extend(found)
         else:
             raise KerasNotesError(f"no such image or folder: {item!r}")
@@ -137,8 +136,8 @@ def predict(run_dir, inputs, top_k=3, fmt="csv", output=None, unsafe_load=False)
     """
     if fmt not in FORMATS:
         raise KerasNotesError(f"format must be one of {list(FORMATS)}; received format={fmt!r}")
+    paths = collect_images(inputs)  # a mistyped path fails before the model is loaded
     model, class_names = load_run(run_dir, unsafe_load=unsafe_load)
-    paths = collect_images(inputs)
     text = format_predictions(predict_images(model, class_names, paths, top_k), fmt)
     if output is not None:
         runio.write_text(output, text)

@@ -24,7 +24,7 @@ import io
 import json
 import os
 
-from keras_notes.atomic import atomic_path, temporary_path  # noqa: F401  (part of runio's API)
+from keras_notes.atomic import atomic_path
 from keras_notes.errors import KerasNotesError
 
 CONFIG_FILE = "config.json"

@@ -64,6 +64,15 @@ IMAGE_EXTENSIONS = frozenset(
 DEFAULT_WORKERS = min(8, (os.cpu_count() or 1) * 2)
 
 
+
+def format_skipped(skipped, limit=None):
+    """``(path, reason)`` pairs as lines ``path: reason``, the first ``limit`` if given, then a count of the rest."""
+    shown = skipped if limit is None else skipped[:limit]
+    lines = [f"{path}: {reason}" for path, reason in shown]
+    if len(shown) < len(skipped):
+        lines.append(f"... and {len(skipped) - len(shown)} more")
+    return "\n".join(lines)
+
 @dataclasses.dataclass(frozen=True)
 class ScanResult:
     """The usable images of a class folder, in a deterministic order.
@@ -91,11 +100,7 @@ class ScanResult:
 
     def format_skipped(self, limit=None):
         """Return one line per skipped file, ``path: reason`` (the first ``limit`` if given)."""
-        shown = self.skipped if limit is None else self.skipped[:limit]
-        lines = [f"{path}: {reason}" for path, reason in shown]
-        if len(shown) < len(self.skipped):
-            lines.append(f"... and {len(self.skipped) - len(shown)} more")
-        return "\n".join(lines)
+        return format_skipped(self.skipped, limit)
 
     def report(self, limit=20):
         """Return a printable summary: images per class, then the skipped files."""

@@ -20,6 +20,7 @@ import dataclasses
 import importlib.util
 import os
 import sys
+import textwrap
 import time
 
 import keras
@@ -28,7 +29,8 @@ from keras_notes.finetune import cache, guards, runio
 from keras_notes.finetune.data import load_splits, make_dataset, make_eval_dataset
 from keras_notes.finetune.evaluate import (evaluate_model, format_class_table, plot_confusion_matrix,
                                            plot_training_curves)
-from keras_notes.finetune.models import BASE_LAYER_NAME, build_model, recalibrate_batch_norm, unfreeze
+from keras_notes.finetune.models import build_model, get_base, recalibrate_batch_norm, unfreeze
+from keras_notes.finetune.scan import format_skipped
 from keras_notes.finetune.strategy import (check_batch_size, describe_strategy, make_strategy,
                                            precision_policy, resolve_precision, strategy_name)
 from keras_notes.finetune.weights import resolve_weights
@@ -185,10 +187,8 @@ def _write_start(run_dir, config, splits):
     _say(f"{'resuming' if config.resume else 'run folder'}: {run_dir}")
     _say(f"data: {len(splits.class_names)} classes, {len(splits.train)} training and {len(splits.val)} "
          f"validation images, {len(splits.skipped)} files skipped (listed in {runio.SKIPPED_FILE})")
-    for path, reason in splits.skipped[:SKIPPED_SHOWN]:
-        _say(f"  skipped {path}: {reason}")
-    if len(splits.skipped) > SKIPPED_SHOWN:
-        _say(f"  ... and {len(splits.skipped) - SKIPPED_SHOWN} more")
+    if splits.skipped:
+        _say(textwrap.indent(format_skipped(splits.skipped, SKIPPED_SHOWN), "  skipped "))
 
 
 def _train_phases(model, config, strategy, run_dir, train_data, val_data, splits):
@@ -217,7 +217,7 @@ def _train_phases(model, config, strategy, run_dir, train_data, val_data, splits
 
 
 def _describe_base(config, model):
-    base = model.get_layer(BASE_LAYER_NAME)
+    base = get_base(model)
     trainable = sum(int(keras.ops.size(weight)) for weight in model.trainable_weights)
     state = "trainable" if base.trainable else "frozen"
     line = (f"model: {config.arch} at {config.image_size} px, base {state}; "
