@@ -10,7 +10,7 @@ from finetune_images import make_image_folder, tiny_config
 from keras_notes.errors import KerasNotesError
 from keras_notes.finetune import cache, runio
 from keras_notes.finetune.data import FileList, load_splits, make_dataset, make_eval_dataset
-from keras_notes.finetune.models import build_model, recalibrate_batch_norm
+from keras_notes.finetune.models import build_model, first_trained_layer, recalibrate_batch_norm, unfreeze
 from keras_notes.finetune.train import finetune
 
 BATCH = 4
@@ -47,18 +47,78 @@ def test_budget_defaults_to_half_the_available_memory(tmp_path):
         _config("data", "run", cache_budget=-1)
 
 
-def test_cache_is_on_only_where_it_trains_the_same_model():
+def test_cache_is_on_unless_augmentation_or_several_replicas():
     frozen = _config("data", "run").resolve()
     assert frozen.cache is True  # the default, as config.json records it
     assert _config("data", "run", augment=("flip",)).resolve().cache is False
-    assert _config("data", "run", freeze_base=False).resolve().cache is False
+    # An unfrozen base has nothing frozen in phase 1, but phase 2 may: split_frozen decides per phase.
+    assert _config("data", "run", freeze_base=False).resolve().cache is True
     assert cache.resolve_cache(frozen) is True
     assert cache.resolve_cache(_config("data", "run", cache=False).resolve()) is False
     assert cache.resolve_cache(_config("data", "run", augment=("flip",)).resolve()) is False
-    assert cache.resolve_cache(_config("data", "run", freeze_base=False).resolve()) is False
     assert cache.resolve_cache(frozen, replicas=2) is False
     with pytest.raises(KerasNotesError, match="augmentation"):
         cache.resolve_cache(_config("data", "run", augment=("flip",), cache=True).resolve())
+
+
+def _compiled_model(arch="mobilenet", freeze_base=True, **build):
+    model = build_model(arch, 3, weights=None, image_size=32, freeze_base=freeze_base, **build)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def _pixels(seed=0, count=6):
+    return np.random.default_rng(seed).uniform(0, 255, (count, 32, 32, 3)).astype(np.float32)
+
+
+def _assert_split_computes_the_model(model, split):
+    pixels = _pixels()
+    kept = split.extractor.predict(pixels, verbose=0)
+    np.testing.assert_allclose(split.trainable.predict(kept, verbose=0), model.predict(pixels, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_split_is_the_pool_in_phase_1_and_below_the_first_trained_layer_in_phase_2():
+    model = _compiled_model()
+    phase1 = cache.split_frozen(model)
+    assert phase1.boundary == (("pool", (1024,)),)
+    assert [layer.name for layer in phase1.trainable.layers[1:]] == ["dropout", "predictions"]
+    _assert_split_computes_the_model(model, phase1)
+
+    # Phase 2's cut, known before unfreezing (phase 1 keeps it): the top 13 layers start with
+    # conv_pad_12, which has no weights, so the first layer that trains is conv_dw_12.
+    assert first_trained_layer(model, top_n=13) == first_trained_layer(model, from_layer="conv_dw_12") == "conv_dw_12"
+    assert first_trained_layer(model, top_n=1) is None  # conv_pw_13_relu alone: nothing to train
+    ahead = cache.split_frozen(model, "conv_dw_12")
+    unfreeze(model, from_layer="conv_dw_12")  # MobileNet's last two depthwise/pointwise blocks
+    phase2 = cache.split_frozen(model)
+    assert ahead.boundary == phase2.boundary
+    # The cut is below conv_dw_12: the output of its zero padding, 32 px / 16 = 2, padded to 3.
+    assert phase2.boundary == (("conv_pad_12", (3, 3, 512)),)
+    base = model.get_layer("base")
+    trained = {weight.path for weight in phase2.trainable.trainable_weights}
+    assert trained == {weight.path for weight in model.trainable_weights}  # the same variables train
+    assert base.get_layer("conv_dw_12") in phase2.trainable.get_layer("trained_part_of_base").layers
+    _assert_split_computes_the_model(model, phase2)
+
+
+def test_split_keeps_both_tensors_where_the_cut_crosses_a_residual_branch():
+    model = _compiled_model("resnet50")
+    unfreeze(model, from_layer="conv5_block3_2_conv")  # inside the last block: its skip path crosses the cut
+    split = cache.split_frozen(model)
+    assert sorted(name for name, _ in split.boundary) == ["conv5_block2_out", "conv5_block3_1_relu"]
+    _assert_split_computes_the_model(model, split)
+
+
+def test_nothing_is_kept_when_the_base_trains_from_its_first_layer_or_drops_units_below_the_cut():
+    assert cache.split_frozen(_compiled_model(freeze_base=False)) is None
+    opened = _compiled_model()
+    unfreeze(opened)  # the whole base
+    assert cache.split_frozen(opened) is None
+    # EfficientNet trained from random weights keeps its stochastic-depth Dropout layers (rate > 0).
+    scratch = _compiled_model("efficientnetb0", freeze_base=False)
+    unfreeze(scratch, top_n=5)
+    assert cache.split_frozen(scratch) is None
 
 
 def test_features_are_the_mean_of_the_base_output_in_ram_and_on_disk(images, tmp_path):
@@ -67,7 +127,7 @@ def test_features_are_the_mean_of_the_base_output_in_ram_and_on_disk(images, tmp
     dataset = make_eval_dataset(splits.train, 32, 5)  # 5 does not divide 18: a short last batch
     extractor = cache.feature_extractor(model)
     in_ram = cache.extract_features(extractor, dataset, len(splits.train))
-    on_disk = cache.extract_features(extractor, dataset, len(splits.train), str(tmp_path / "f.npy"))
+    on_disk = cache.extract_features(extractor, dataset, len(splits.train), [str(tmp_path / "f.npy")])
 
     # Independently: the base's (n, 1, 1, 1024) output at 32 px, averaged over space in NumPy.
     pixels = np.concatenate([batch[0].numpy() for batch in dataset])
@@ -111,30 +171,18 @@ def test_cached_phase_1_trains_the_model_the_uncached_path_trains(images, base_w
     plain = finetune(_config(images, tmp_path / "plain", weights=base_weights, cache=False))
     cached = finetune(_config(images, tmp_path / "cached", weights=base_weights))
     assert len({row["loss"] for row in cached.history}) == 3  # the head trains: the loss moves each epoch
-    # Phase 2 (uncached: part of the base trains) carries on from a cached phase 1.
+    # Both phases cached on disk (phase 2 at the cut below the 6 unfrozen layers, kept by phase 1).
     spilled = finetune(_config(images, tmp_path / "spilled", weights=base_weights, cache_budget=0, keep_cache=True, epochs=1,
                                fine_tune_epochs=1, unfreeze_top_n=6))
     assert runio.read_json(os.path.join(cached.run_dir, runio.CONFIG_FILE))["cache"] is True
     assert runio.read_json(os.path.join(plain.run_dir, runio.CONFIG_FILE))["cache"] is False
 
-    # The same trajectory, epoch by epoch.
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        np.testing.assert_allclose([row[key] for row in cached.history], [row[key] for row in plain.history],
-                                   rtol=TRAJECTORY_RTOL, atol=TRAJECTORY_ATOL, err_msg=key)
-
-    # The saved models take raw images and predict alike.
-    plain_model = keras.saving.load_model(os.path.join(plain.run_dir, runio.MODEL_FILE))
-    cached_model = keras.saving.load_model(os.path.join(cached.run_dir, runio.MODEL_FILE))
-    assert cached_model.input_shape == (None, 32, 32, 3)
-    np.testing.assert_allclose(cached_model.get_layer("predictions").get_weights()[0],
-                               plain_model.get_layer("predictions").get_weights()[0], atol=WEIGHT_ATOL)
-    pixels = np.concatenate([batch[0].numpy() for batch in make_eval_dataset(
-        load_splits(images, val_split=0.2, seed=1337).val, 32, BATCH)])
-    np.testing.assert_allclose(cached_model.predict(pixels, verbose=0), plain_model.predict(pixels, verbose=0),
-                               atol=PREDICTION_ATOL)
+    _assert_same_training(plain, cached, images)
+    assert keras.saving.load_model(os.path.join(cached.run_dir, runio.MODEL_FILE)).input_shape == (None, 32, 32, 3)
 
     # A budget of 0 MiB puts the features on disk; kept only when asked.
-    assert os.path.isfile(os.path.join(spilled.run_dir, cache.CACHE_DIR, "train_features.npy"))
+    # Phase 1's one pass kept phase 2's cut (file 0) and the pooled features (file 1).
+    assert sorted(os.listdir(os.path.join(spilled.run_dir, cache.CACHE_DIR))) == ["phase1_0.npy", "phase1_1.npy"]
     assert not os.path.exists(os.path.join(cached.run_dir, cache.CACHE_DIR))
     np.testing.assert_allclose(spilled.history[0]["loss"], cached.history[0]["loss"], rtol=1e-5)
     assert [row["epoch"] for row in spilled.history] == [0, 1]
@@ -149,10 +197,56 @@ WEIGHT_ATOL = 1e-5
 PREDICTION_ATOL = 1e-5
 
 
+@pytest.mark.slow
+def test_cached_phase_2_trains_the_model_the_uncached_path_trains(images, base_weights, tmp_path, capsys):
+    two_phases = dict(weights=base_weights, epochs=1, fine_tune_epochs=2, unfreeze_top_n=6, fine_tune_lr=1e-2)
+    plain = finetune(_config(images, tmp_path / "plain", cache=False, **two_phases))
+    capsys.readouterr()
+    cached = finetune(_config(images, tmp_path / "cached", **two_phases))
+    said = capsys.readouterr().out
+    assert "phase 2 trains on the output at conv_pw_12_relu (1, 1, 1024) kept by phase 1's pass" in said
+    assert said.count("runs the frozen part once") == 1  # one pass over the images for both phases
+    assert sorted(os.listdir(os.path.join(cached.run_dir, runio.CHECKPOINT_DIR))) == ["phase1-cached",
+                                                                                       "phase2-cached"]
+    _assert_same_training(plain, cached, images)
+    start = build_model("mobilenet", 3, weights=base_weights, image_size=32)
+    trained = keras.saving.load_model(os.path.join(cached.run_dir, runio.MODEL_FILE))
+    for name in ("conv_dw_13", "conv_pw_13"):  # the two convolutions phase 2 trains, and they moved
+        assert not np.allclose(trained.get_layer("base").get_layer(name).kernel.numpy(),
+                               start.get_layer("base").get_layer(name).kernel.numpy())
+
+    # A base trained from random weights in phase 1 changes there, so phase 2 makes its own pass.
+    scratch = dict(two_phases, weights=None, freeze_base=False)
+    plain = finetune(_config(images, tmp_path / "plain-scratch", cache=False, **scratch))
+    capsys.readouterr()
+    cached = finetune(_config(images, tmp_path / "cached-scratch", **scratch))
+    said = capsys.readouterr().out
+    assert "phase 1: nothing frozen to keep" in said
+    assert "phase 2 runs the frozen part once and keeps its output at conv_pw_12_relu" in said
+    _assert_same_training(plain, cached, images)
+
+
+def _assert_same_training(plain, cached, images):
+    """The same history, evaluation, trained weights and saved-model predictions."""
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose([row[key] for row in cached.history], [row[key] for row in plain.history],
+                                   rtol=TRAJECTORY_RTOL, atol=TRAJECTORY_ATOL, err_msg=key)
+    assert cached.evaluation == plain.evaluation  # the cached run evaluates on the kept validation outputs
+    plain_model = keras.saving.load_model(os.path.join(plain.run_dir, runio.MODEL_FILE))
+    cached_model = keras.saving.load_model(os.path.join(cached.run_dir, runio.MODEL_FILE))
+    for plain_weight, cached_weight in zip(plain_model.weights, cached_model.weights):
+        np.testing.assert_allclose(cached_weight.numpy(), plain_weight.numpy(), atol=WEIGHT_ATOL,
+                                   err_msg=plain_weight.path)
+    pixels = np.concatenate([batch[0].numpy() for batch in make_eval_dataset(
+        load_splits(images, val_split=0.2, seed=1337).val, 32, BATCH)])
+    np.testing.assert_allclose(cached_model.predict(pixels, verbose=0), plain_model.predict(pixels, verbose=0),
+                               atol=PREDICTION_ATOL)
+
+
 def test_resume_of_a_cached_run_restores_the_head(images, tmp_path):
     run = tmp_path / "run"
     first = finetune(_config(images, run, epochs=1))
-    assert os.path.isdir(os.path.join(run, runio.CHECKPOINT_DIR, "phase" + cache.HEAD_BACKUP_PHASE))
+    assert os.path.isdir(os.path.join(run, runio.CHECKPOINT_DIR, "phase" + cache.backup_phase(1)))
     resumed = finetune(_config(images, run, epochs=2, resume=True))
     assert [row["epoch"] for row in resumed.history] == [0, 1]
     assert resumed.history[0]["seconds"] == first.history[0]["seconds"]  # epoch 0 was not re-run

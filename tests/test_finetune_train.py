@@ -42,16 +42,16 @@ def test_phase_1_changes_only_the_head_and_phase_2_only_the_unfrozen_layers(imag
     recalibrate_batch_norm(pretrained, make_dataset(splits.train, 32, BATCH))
     pretrained.get_layer("base").save_weights(weights_file)
     snapshots = []
-    original = train.train_phase
+    original = train.run_phase
 
-    def recording_train_phase(model, *args, **kwargs):
+    def recording_run_phase(model, *args, **kwargs):
         if not snapshots:
             snapshots.append(_base_weights(model))  # before any training
         history = original(model, *args, **kwargs)
         snapshots.append(_base_weights(model))
         return history
 
-    monkeypatch.setattr(train, "train_phase", recording_train_phase)
+    monkeypatch.setattr(train, "run_phase", recording_run_phase)
     train.finetune(_config(images, tmp_path / "run", weights=weights_file, freeze_base=None, lr=1e-2,
                            fine_tune_epochs=1, unfreeze_top_n=6))
     before, after_1, after_2 = snapshots

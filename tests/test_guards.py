@@ -55,8 +55,8 @@ def _poison(model):
 
 
 def _backup(run):
-    # One phase ran: its backup folder is phase1, or phase1-head when the frozen base's
-    # features were cached.
+    # One phase ran: its backup folder is phase1, or phase1-cached when the frozen part's
+    # output was kept.
     (folder,) = (run / runio.CHECKPOINT_DIR).iterdir()
     epoch = json.loads((folder / "training_metadata.json").read_text())["epoch"]
     with h5py.File(folder / "latest.weights.h5", "r") as file:

@@ -19,7 +19,7 @@ from keras_notes.finetune.config import PRECISIONS, STRATEGIES
 
 def test_registry_and_config_choices_are_the_same_list():
     assert tuple(strategy.STRATEGY_BUILDERS) == STRATEGIES
-    assert set(PRECISIONS) == {"auto", "float32", "mixed_float16"}
+    assert set(PRECISIONS) == {"auto", "float32", "mixed_float16", "mixed_bfloat16"}
 
 
 @pytest.mark.parametrize("gpus, expected", [(0, "default"), (1, "one-device"), (2, "mirrored"), (4, "mirrored")])
@@ -55,6 +55,10 @@ def test_forced_precision_and_policy_is_restored():
     with strategy.precision_policy("mixed_float16"):
         layer = keras.layers.Dense(2)
         assert layer.compute_dtype == "float16" and layer.variable_dtype == "float32"
+    assert keras.mixed_precision.dtype_policy().name == before
+    assert strategy.resolve_precision("mixed_bfloat16", strategy.make_strategy("default")) == "mixed_bfloat16"
+    with strategy.precision_policy("mixed_bfloat16"):
+        assert keras.layers.Dense(2).compute_dtype == "bfloat16"
     assert keras.mixed_precision.dtype_policy().name == before
 
 

@@ -1,17 +1,24 @@
-"""Time phase 1 of the keras.io fine-tuning recipe against the package's cached path, side by side.
+"""Time the keras.io fine-tuning recipe against the package's path, side by side.
 
     keras-notes-benchmark --images 512 --image-size 224 --epochs 10 --repeats 3
+    keras-notes-benchmark --mode phase2 --images 512 --epochs 1 --fine-tune-epochs 5
+    keras-notes-benchmark --mode augment --images 512 --epochs 3
+    keras-notes-benchmark --growth 256,1024,4096
+    keras-notes-benchmark --cpu-choices --repeats 2
+    keras-notes-benchmark --accuracy-seeds 40
 
 Generates the images (or takes ``--data-dir``), warms up, then runs the two arms
-alternately, each in its own process, and prints the median wall time, images per
-second, peak resident memory and final validation accuracy of each, and their ratio.
+alternately, each in its own process, and prints the median time, images per second,
+peak resident memory and final validation accuracy of each, and their ratio.
+``--growth`` instead runs the package alone on generated folders of each size.
 """
 
 import argparse
 import dataclasses
 
-from keras_notes.cli._common import user_errors_exit_2
-from keras_notes.finetune.benchmark import BenchmarkConfig
+from keras_notes.cli._common import comma_separated, user_errors_exit_2
+from keras_notes.finetune.benchmark import ARMS, BenchmarkConfig
+from keras_notes.finetune.config import AUGMENTATIONS
 
 HELP = {
     "data_dir": "image folder with one sub-folder per class (default: generate --images images)",
@@ -25,40 +32,86 @@ HELP = {
     "repeats": "timed runs of each arm",
     "warmup": "run each arm once for one epoch first, not counted",
     "seed": "seed for the data, the split and the initialisation",
+    "mode": "phase1: the keras.io recipe against the package; phase2: phase 2 streamed through the whole "
+            "base against the package's cache at the cut; augment: the package's augmented run against the "
+            "same training fed from images decoded in RAM",
+    "fine_tune_epochs": "phase 2 epochs (--mode phase2)",
+    "unfreeze_from": "phase 2 trains the base from this layer on (--mode phase2; the default is MobileNet's "
+                     "last two depthwise/pointwise blocks)",
+    "augment": "augmentation layers (--mode augment)",
+    "base_weights": "weights file for the base (default: a random base whose batch-norm statistics are "
+                    "measured on the images)",
 }
+STRINGS = ("data_dir", "arch", "unfreeze_from", "base_weights", "mode")
 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="keras-notes-benchmark", description=__doc__.splitlines()[0])
     for field in dataclasses.fields(BenchmarkConfig):
         flag = "--" + field.name.replace("_", "-")
-        if isinstance(field.default, bool):
+        if field.name == "augment":
+            parser.add_argument(flag, dest=field.name, nargs="*", choices=AUGMENTATIONS, default=field.default,
+                                help=f"{HELP[field.name]} (default: %(default)s)")
+        elif field.name == "mode":
+            parser.add_argument(flag, dest=field.name, choices=list(ARMS), default=field.default,
+                                help=f"{HELP[field.name]} (default: %(default)s)")
+        elif isinstance(field.default, bool):
             parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=field.default,
                                 help=f"{HELP[field.name]} (default: %(default)s)")
         else:
-            kind = str if field.name in ("data_dir", "arch") else type(field.default)
+            kind = str if field.name in STRINGS else type(field.default)
             parser.add_argument(flag, dest=field.name, type=kind, default=field.default,
                                 help=f"{HELP[field.name]} (default: %(default)s)")
+    parser.add_argument("--growth", type=comma_separated(int), default=None, metavar="N,N,...",
+                        help="run only the package on generated folders of these sizes, and print how time and "
+                             "peak memory grow")
+    parser.add_argument("--accuracy-seeds", type=int, default=None, metavar="N",
+                        help="instead, train the phase 1 head on kept features for seeds 0..N-1, split as the "
+                             "package and as keras.io split, and print the spread of validation accuracy")
+    parser.add_argument("--cpu-choices", action="store_true",
+                        help="instead, measure training images/s for float32 against mixed_bfloat16 and for "
+                             "TensorFlow's inter-/intra-op thread settings, each in its own process")
     return parser
 
 
 def parse_args(argv=None):
-    """The command line as a ``BenchmarkConfig``."""
-    config = BenchmarkConfig(**vars(build_parser().parse_args(argv)))
-    for name in ("images", "classes", "image_size", "epochs", "batch_size", "repeats"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be at least 1; received {name}={getattr(config, name)!r}")
-    return config
+    """The command line as ``(BenchmarkConfig, growth sizes or None, cpu_choices)``."""
+    values = vars(build_parser().parse_args(argv))
+    growth, cpu_choices, seeds = values.pop("growth"), values.pop("cpu_choices"), values.pop("accuracy_seeds")
+    if seeds is not None and seeds < 2:
+        raise ValueError(f"--accuracy-seeds needs at least 2 seeds; received --accuracy-seeds={seeds!r}")
+    if growth is not None and (not growth or min(growth) < 2):
+        raise ValueError(f"--growth takes image counts of at least 2; received --growth={growth!r}")
+    return BenchmarkConfig(**values), growth, cpu_choices, seeds
 
 
 @user_errors_exit_2
 def main(argv=None):
-    config = parse_args(argv)
-    from keras_notes.finetune.benchmark import format_summary, run_benchmark
+    config, growth, cpu_choices, seeds = parse_args(argv)
+    from keras_notes.finetune import benchmark
 
-    print(f"benchmark: {config.arch} at {config.image_size} px, {config.epochs} epochs, batch {config.batch_size}, "
-          f"{'folder ' + config.data_dir if config.data_dir else f'{config.images} generated images'}", flush=True)
-    print(format_summary(run_benchmark(config)))
+    if seeds:
+        print(f"accuracy spread: {config.arch} at {config.image_size} px, {config.epochs} head epochs, "
+              f"{config.images} generated images, seeds 0-{seeds - 1}", flush=True)
+        print(benchmark.format_accuracy_spread(benchmark.accuracy_spread(config, range(seeds))))
+        return 0
+    if cpu_choices:
+        print(f"CPU choices: {config.arch} at {config.image_size} px, batch {config.batch_size}, median of "
+              f"{config.repeats} runs of each setting", flush=True)
+        print(benchmark.format_cpu_choices(benchmark.run_cpu_choices(config)))
+        return 0
+    if growth:
+        print(f"growth: package on {config.arch} at {config.image_size} px, {config.epochs} epochs, batch "
+              f"{config.batch_size}, generated folders of {', '.join(map(str, growth))} images", flush=True)
+        print(benchmark.format_growth(benchmark.run_growth(config, growth)))
+        return 0
+    what = {"phase1": "phase 1: keras.io recipe vs package",
+            "phase2": f"phase 2 from {config.unfreeze_from}, {config.fine_tune_epochs} epochs: streamed vs package",
+            "augment": f"augmentation {list(config.augment)}: images in RAM vs package"}[config.mode]
+    print(f"benchmark, {what}; {config.arch} at {config.image_size} px, {config.epochs} phase 1 epochs, batch "
+          f"{config.batch_size}, {'folder ' + config.data_dir if config.data_dir else f'{config.images} generated images'}",
+          flush=True)
+    print(benchmark.format_summary(benchmark.run_benchmark(config), config.mode))
     return 0
 
 

@@ -1,36 +1,49 @@
-"""Phase 1 on cached features: run the frozen part of the model once, train the head on its output.
+"""Run the frozen part of the model once per phase, and train the rest on its output.
 
-With a frozen base and no augmentation, everything below the head gives the same
-output for the same image in every epoch: the preprocessing and the pooling have no
-parameters, and a frozen base runs in inference mode (``models`` module docstring).
-So phase 1 computes the pooled features once per image::
+Without augmentation, every layer below the first one whose weights train gives the
+same output for the same image in every epoch: the preprocessing and the pooling have
+no parameters, frozen batch-norm layers run in inference mode on fixed statistics
+(``models`` module docstring), and a frozen base's Dropout layers have rate 0. So a
+phase can compute that output once per image, keep it, and train only what lies above
+it. Where the cut falls depends on what the phase trains::
 
-    image (n, s, s, 3) -> preprocessing -> base (n, h, w, c) -> pool (n, c)   once
+    phase 1, base frozen (MobileNet at 224 px):
+      image (n, 224, 224, 3) -> preprocessing -> base -> pool (n, 1024)          once
+      (n, 1024) -> dropout -> predictions                                       every step
 
-and trains a head made of the model's *own* ``dropout`` and ``predictions`` layers
-on ``(n, c)`` features for every epoch. The head shares those layer objects with
-the full model, so the full model is trained in place and ``model.keras`` is still
-the whole model that takes raw images. It also shares the full model's optimizer,
-so Adam's state and step count are where the uncached path would leave them.
+    phase 2, --unfreeze-from conv_dw_12 (the last two depthwise/pointwise blocks):
+      image (n, 224, 224, 3) -> preprocessing -> base up to conv_pad_12 (n, 15, 15, 512)   once
+      (n, 15, 15, 512) -> conv_dw_12 ... conv_pw_13_relu -> pool -> dropout -> predictions   every step
 
-The batches come in the same order as the uncached path's: the training features are
-shuffled as indices ``0..n-1`` with the same seed and the same ``reshuffle_each_iteration``
-shuffle that ``data.image_dataset`` applies to the file list, and the same dropout
-layer draws the same masks. What differs is float round-off: the features are
-computed in inference batches, not inside the training step (measured here: losses,
-head weights and predictions bitwise equal to the uncached run's; tests/test_cache.py).
-One difference is left on purpose: phase 2 trains on the image dataset, whose shuffle
-the cached phase 1 did not advance, so phase 2 sees its epochs' orders starting from
-the first one, a different (equally random) order than after an uncached phase 1.
+The part that trains is made of the model's *own* layers (``keras.Model`` on the
+base's intermediate tensors shares them), so the full model is trained in place and
+``model.keras`` is still the whole model that takes raw images. It is compiled with
+the full model's optimizer, so Adam's state and step count are where the uncached
+path would leave them. In a graph with branches (ResNet), the cut may cross several
+tensors; each is kept.
 
-Memory: the features take ``n * c * 4`` bytes (MobileNet: 4 KiB an image). Up to
-``cache_budget`` MiB they stay in RAM; beyond it they go to a NumPy memory-mapped
-file under ``<run>/cache/``, written batch by batch so that the pass itself stays at
-bounded memory, and removed after phase 1 unless ``keep_cache``.
+The batches come in the same order as the uncached path's: the kept outputs are
+shuffled as indices ``0..n-1`` with the phase's seed and the same
+``reshuffle_each_iteration`` shuffle that ``data.image_dataset`` applies to the file
+list, and the same dropout layer draws the same masks. What differs is float
+round-off: the frozen part runs in inference batches, not inside the training step
+(measured here: losses, weights and predictions bitwise equal to the uncached run's;
+tests/test_cache.py).
+
+One pass for both phases: when phase 2 will run on a base that phase 1 keeps frozen,
+phase 1's pass also keeps the outputs at phase 2's cut (``RunCache``), and phase 2 runs
+no pass of its own.
+
+Memory: phase 1 keeps ``n * c * 4`` bytes (MobileNet: 4 KiB an image); phase 2 keeps
+the activations at its cut (MobileNet cut at conv_pad_12, 224 px: 15 * 15 * 512 * 4 =
+450 KiB an image). Up to ``cache_budget`` MiB they stay in RAM; beyond it they go to
+NumPy memory-mapped files under ``<run>/cache/``, written batch by batch so that the
+pass itself stays at bounded memory, read a batch at a time, and removed at the end of
+the run unless ``keep_cache``.
 """
 
-import contextlib
 import dataclasses
+import math
 import os
 import shutil
 
@@ -38,8 +51,7 @@ import numpy as np
 
 from keras_notes.errors import KerasNotesError
 
-CACHE_DIR = "cache"  # under the run folder, for features that do not fit the RAM budget
-HEAD_BACKUP_PHASE = "1-head"  # checkpoints/phase1-head: the head's backup is not the full model's
+CACHE_DIR = "cache"  # under the run folder, for outputs that do not fit the RAM budget
 POOL_LAYER_NAME = "pool"
 HEAD_LAYER_NAMES = ("dropout", "predictions")
 DEFAULT_BUDGET_FRACTION = 0.5  # of MemAvailable: the rest is for TensorFlow, the batches and the OS
@@ -47,12 +59,31 @@ FALLBACK_BUDGET_MIB = 1024  # when /proc/meminfo cannot be read (not Linux)
 MIB = 2 ** 20
 
 
-@dataclasses.dataclass(frozen=True)
-class CachedFeatures:
-    """Phase 1's training input when cached: the head to fit and its ``(features, labels)`` dataset."""
+def backup_phase(phase):
+    """The backup folder's suffix for a cached phase (``checkpoints/phase1-cached``).
 
-    head: object  # keras.Model: (batch, c) features -> class probabilities, layers shared with the model
-    dataset: object  # tf.data.Dataset of ((batch, c) float32, (batch,) int32)
+    A cached phase backs up the trained part only, which does not load into the full
+    model, so it never shares a folder with the uncached phase.
+    """
+    return f"{phase}-cached"
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenSplit:
+    """A model cut where its frozen part ends."""
+
+    extractor: object  # keras.Model: raw images -> the boundary tensor(s); the frozen part
+    trainable: object  # keras.Model: boundary tensor(s) -> probabilities; the model's own layers
+    boundary: tuple  # (name, shape without the batch axis) of each kept tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedPhase:
+    """A phase's input when cached: the part to fit, and its ``(kept outputs, labels)`` datasets."""
+
+    model: object  # FrozenSplit.trainable, compiled with the full model's optimizer
+    train: object  # tf.data.Dataset of (kept outputs, (batch,) int32), shuffled per epoch
+    val: object  # the same for the validation images, in order
 
 
 def available_memory_mib(meminfo="/proc/meminfo"):
@@ -76,132 +107,258 @@ def resolve_budget(budget_mib, meminfo="/proc/meminfo"):
 
 
 def resolve_cache(config, replicas=1):
-    """Whether phase 1 runs on cached features: ``config.cache``, or on when it is possible.
+    """Whether the run may cache frozen parts: ``config.cache``, or on when it trains the same model.
 
-    Possible means: the base is frozen and there is no augmentation (an augmented image
-    differs every epoch, so its features do too); ``cache=True`` otherwise is an error
-    naming the reason. More than one replica turns the cache off: the cached head is
-    fitted without the sample-weight padding that several replicas need.
+    Augmentation makes it impossible (an augmented image differs every epoch, so does
+    everything computed from it), and ``cache=True`` with augmentation is an error. More
+    than one replica turns it off: the cached part is fitted without the sample-weight
+    padding that several replicas need. Which phase has a frozen part to cache is
+    decided when the phase starts (``split_frozen``).
     """
-    reasons = []
-    if not config.freeze_base:
-        reasons.append("the base is not frozen in phase 1")
-    if config.augment:
-        reasons.append(f"augmentation {list(config.augment)} changes the images every epoch")
-    if config.cache and reasons:
-        raise KerasNotesError("cannot cache the frozen base's features: " + "; ".join(reasons)
-                              + "; received cache=True")
-    return (not reasons if config.cache is None else bool(config.cache)) and replicas == 1
+    if config.cache and config.augment:
+        raise KerasNotesError(f"cannot cache the frozen part's output: augmentation {list(config.augment)} "
+                              f"changes the images every epoch; received cache=True")
+    return (not config.augment if config.cache is None else bool(config.cache)) and replicas == 1
 
 
 def feature_extractor(model):
-    """The frozen part of a ``build_model`` model: raw images -> pooled features (batch, c)."""
+    """The frozen part of a ``build_model`` model in phase 1: raw images -> pooled features (batch, c)."""
     import keras
 
     return keras.Model(model.inputs, model.get_layer(POOL_LAYER_NAME).output, name="frozen_features")
+
+
+def _compiled(model, inputs, outputs, name):
+    import keras
+
+    part = keras.Model(inputs, outputs, name=name)
+    # The full model's optimizer (and loss): Adam's moments and step count carry on in the
+    # object that phase 2, resume and the tests see as model.optimizer.
+    part.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
+    return part
 
 
 def head_model(model):
     """The model's own dropout and predictions layers on a features input: (batch, c) -> (batch, classes)."""
     import keras
 
-    pool = model.get_layer(POOL_LAYER_NAME)
-    inputs = keras.Input(pool.output.shape[1:], name="features")
+    inputs = keras.Input(model.get_layer(POOL_LAYER_NAME).output.shape[1:], name="features")
     x = inputs
     for name in HEAD_LAYER_NAMES:
         x = model.get_layer(name)(x)
-    head = keras.Model(inputs, x, name="head")
-    # The full model's optimizer (and loss, metrics): Adam's moments and step count carry on
-    # in the object that phase 2, resume and the tests see as model.optimizer.
-    head.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
-    return head
+    return _compiled(model, inputs, x, "head")
 
 
-def extract_features(extractor, dataset, count, path=None):
-    """Run ``extractor`` over ``dataset`` batch by batch into a ``(count, c)`` float32 array.
+def boundary_tensors(base, start):
+    """The tensors that layers ``base.layers[:start]`` hand to ``base.layers[start:]``, in graph order."""
+    position = {id(layer): index for index, layer in enumerate(base.layers)}
+    found = {}
+    for layer in base.layers[start:]:
+        # Keras keeps a layer's calls as nodes; tensors from other graphs built on the
+        # same layers (earlier cuts) come from layers outside ``position`` and are passed over.
+        for node in layer._inbound_nodes:
+            for tensor in node.input_tensors:
+                history = tensor._keras_history
+                if position.get(id(history.operation), start) < start:
+                    found.setdefault((id(history.operation), history.node_index, history.tensor_index), tensor)
+    return list(found.values())
 
-    ``path`` gives a ``.npy`` memory-mapped file instead of an in-RAM array; either way only
-    one batch of images is in memory at a time.
+
+def split_frozen(model, first_trained=None):
+    """Cut a compiled ``build_model`` model where its frozen part ends; -> ``FrozenSplit`` or None.
+
+    With the whole base frozen the cut is the pooling layer's output. With part of the
+    base trainable (``unfreeze``) it is below the first base layer whose weights train;
+    ``first_trained`` names that layer ahead of time (``models.first_trained_layer``),
+    for phase 1 to keep phase 2's cut as well. None when nothing can be kept: the base
+    trains from its first layer, or a frozen layer below the cut is a Dropout that
+    would still drop units in training.
     """
-    channels = extractor.output.shape[-1]
-    if path is None:
-        features = np.empty((count, channels), np.float32)
-    else:
-        features = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(count, channels))
-    start = 0
-    for batch in dataset:
-        images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        values = np.asarray(extractor.predict_on_batch(images), np.float32)  # (batch, c)
-        features[start:start + len(values)] = values
-        start += len(values)
-    if start != count:
-        raise KerasNotesError(f"feature pass gave {start} rows for {count} images")
-    if path is not None:
-        features.flush()
-    return features
+    import keras
+
+    from keras_notes.finetune.models import get_base
+
+    base = get_base(model)
+    if first_trained is None and not base.trainable_weights:  # phase 1 with a frozen base
+        pool = model.get_layer(POOL_LAYER_NAME)
+        return FrozenSplit(feature_extractor(model), head_model(model), ((pool.name, tuple(pool.output.shape[1:])),))
+    names = [layer.name for layer in base.layers]
+    start = (names.index(first_trained) if first_trained is not None else
+             next(index for index, layer in enumerate(base.layers) if layer.trainable_weights))
+    below = base.layers[:start]
+    if all(isinstance(layer, keras.layers.InputLayer) for layer in below) or any(
+            isinstance(layer, keras.layers.Dropout) and layer.rate > 0 for layer in below):
+        return None
+    tensors = boundary_tensors(base, start)
+    lower = keras.Model(base.inputs, tensors, name="frozen_part")
+    images = keras.Input(model.inputs[0].shape[1:], name="image")
+    extractor = keras.Model(images, lower(model.get_layer("preprocessing")(images)), name="frozen_features")
+
+    upper = keras.Model(tensors, base.outputs[0], name="trained_part_of_base")  # the base's own layers
+    inputs = [keras.Input(tensor.shape[1:], name=f"kept_{index}") for index, tensor in enumerate(tensors)]
+    x = upper(inputs[0] if len(inputs) == 1 else inputs)
+    for name in (POOL_LAYER_NAME, *HEAD_LAYER_NAMES):
+        x = model.get_layer(name)(x)
+    trainable = _compiled(model, inputs, x, "trained_part")
+    boundary = tuple((tensor._keras_history.operation.name, tuple(tensor.shape[1:])) for tensor in tensors)
+    return FrozenSplit(extractor, trainable, boundary)
 
 
-def feature_dataset(features, labels, batch_size, training=False, seed=0):
-    """``((batch, c) features, (batch,) labels)`` batches; shuffled like ``data.make_dataset`` if training.
+def with_pooled_output(model, split):
+    """``split``'s extractor with the pooled features added as a last output (the whole frozen base).
 
-    Indices are shuffled, not the features: the permutation is then the one the file list
-    gets in the uncached path, and a memory-mapped array is read one batch at a time.
+    Phase 1 runs this once over the images: the pooled features train its head, and the
+    outputs at phase 2's cut are kept for phase 2, which then runs no pass of its own.
+    """
+    import keras
+
+    kept = split.extractor.outputs
+    upper = split.trainable.get_layer("trained_part_of_base")
+    pooled = model.get_layer(POOL_LAYER_NAME)(upper(kept[0] if len(kept) == 1 else kept))
+    return keras.Model(split.extractor.inputs, [*kept, pooled], name="frozen_features_and_cut")
+
+
+def extract_features(extractor, dataset, count, paths=None):
+    """Run ``extractor`` over ``dataset`` batch by batch; -> one ``(count, *shape)`` float32 array per output.
+
+    ``paths`` (one per output) gives ``.npy`` memory-mapped files instead of in-RAM
+    arrays; either way only one batch of images is in memory at a time. An extractor
+    with one output gives one array, not a list.
     """
     import tensorflow as tf
 
+    shapes = [tuple(output.shape[1:]) for output in extractor.outputs]
+    if paths is None:
+        arrays = [np.empty((count, *shape), np.float32) for shape in shapes]
+    else:
+        arrays = [np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(count, *shape))
+                  for path, shape in zip(paths, shapes)]
+    # One traced function for all batches (a short last batch retraces once, with a relaxed shape).
+    forward = tf.function(lambda images: extractor(images, training=False), reduce_retracing=True)
+    start = 0
+    for batch in dataset:
+        values = forward(batch[0] if isinstance(batch, (tuple, list)) else batch)
+        values = values if isinstance(values, (list, tuple)) else [values]
+        for array, value in zip(arrays, values):
+            array[start:start + len(value)] = np.asarray(value, np.float32)
+        start += len(values[0])
+    if start != count:
+        raise KerasNotesError(f"feature pass gave {start} rows for {count} images")
+    for array in arrays:
+        if isinstance(array, np.memmap):
+            array.flush()
+    return arrays if len(arrays) > 1 else arrays[0]
+
+
+def feature_dataset(features, labels, batch_size, training=False, seed=0):
+    """``(kept outputs, (batch,) labels)`` batches; shuffled like ``data.make_dataset`` if training.
+
+    ``features`` is one array or a list of arrays (one per kept tensor), in RAM or
+    memory-mapped. Indices are shuffled, not the rows: the permutation is then the one
+    the file list gets in the uncached path. Each batch is gathered from the arrays by
+    NumPy, so a memory-mapped array is read one batch at a time and an in-RAM one is
+    not copied into TensorFlow.
+    """
+    import tensorflow as tf
+
+    arrays = list(features) if isinstance(features, (list, tuple)) else [features]
     labels = np.asarray(labels, np.int32)
     indices = tf.data.Dataset.range(len(labels))
     if training:
         indices = indices.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    indices = indices.batch(batch_size, drop_remainder=training)
-    if isinstance(features, np.memmap):
-        def gather(index):
-            return np.asarray(features[index], np.float32), labels[index]  # reads only these rows
 
-        def read(index):
-            rows, picked = tf.numpy_function(gather, [index], (tf.float32, tf.int32), stateful=False)
-            return tf.ensure_shape(rows, (None, features.shape[1])), tf.ensure_shape(picked, (None,))
+    def gather(index):
+        return (*(np.asarray(array[index], np.float32) for array in arrays), labels[index])
 
-        dataset = indices.map(read)
-    else:
-        table, label_table = tf.constant(features), tf.constant(labels)
-        dataset = indices.map(lambda index: (tf.gather(table, index), tf.gather(label_table, index)))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    def read(index):
+        *rows, picked = tf.numpy_function(gather, [index], [tf.float32] * len(arrays) + [tf.int32], stateful=False)
+        rows = [tf.ensure_shape(row, (None, *array.shape[1:])) for row, array in zip(rows, arrays)]
+        return (rows[0] if len(rows) == 1 else tuple(rows)), tf.ensure_shape(picked, (None,))
+
+    return indices.batch(batch_size, drop_remainder=training).map(read).prefetch(tf.data.AUTOTUNE)
 
 
-@contextlib.contextmanager
-def phase1_data(model, config, run_dir, splits, train_data, val_data, say=print):
-    """Yield phase 1's ``(train, val)`` inputs: cached features if ``config.cache``, else the image datasets.
+def _describe(boundary):
+    return " + ".join(f"{name} {shape}" for name, shape in boundary)
 
-    Cached: ``train`` is a ``CachedFeatures`` (``train.train_phase`` fits its head) and
-    ``val`` a features dataset. A spilled cache is removed on exit unless ``keep_cache``.
+
+class RunCache:
+    """The frozen parts' outputs of one run, computed once and kept for the phases that can use them.
+
+    ``phase`` gives a phase its ``CachedPhase`` (or None). When phase 1 is told phase 2's
+    first trained layer, its one pass also keeps the outputs at phase 2's cut, and phase 2
+    trains on them without a pass of its own: the base is frozen in phase 1, so those
+    outputs are what phase 2's frozen part computes. Outputs beyond the RAM budget go
+    to memory-mapped files under ``<run>/cache``; ``close`` removes them unless
+    ``keep_cache``. Use it as a context manager.
     """
-    if not config.cache:
-        yield train_data, val_data
-        return
-    from keras_notes.finetune.data import make_eval_dataset
 
-    extractor = feature_extractor(model)
-    channels = extractor.output.shape[-1]
-    needed = (len(splits.train) + len(splits.val)) * channels * 4 / MIB
-    budget = resolve_budget(config.cache_budget)
-    spill = needed > budget
-    cache_dir = os.path.join(run_dir, CACHE_DIR)
-    if spill:
-        os.makedirs(cache_dir, exist_ok=True)
-    where = f"on disk in {cache_dir}" if spill else "in RAM"
-    say(f"phase 1 caches the frozen part's output: {len(splits.train) + len(splits.val)} images x "
-        f"{channels} features = {needed:.1f} MiB {where} (budget {budget:g} MiB)")
-    try:
-        arrays = []
-        for name, files in (("train", splits.train), ("val", splits.val)):
-            images = make_eval_dataset(files, config.image_size, config.batch_size)
-            path = os.path.join(cache_dir, f"{name}_features.npy") if spill else None
-            arrays.append(extract_features(extractor, images, len(files), path))
-        train_features = CachedFeatures(
-            head_model(model),
-            feature_dataset(arrays[0], splits.train.labels, config.batch_size, training=True, seed=config.seed))
-        yield train_features, feature_dataset(arrays[1], splits.val.labels, config.batch_size)
-    finally:
-        if spill and not config.keep_cache:
-            shutil.rmtree(cache_dir, ignore_errors=True)
+    def __init__(self, config, run_dir, splits, say=print):
+        self.config, self.splits, self.say = config, splits, say
+        self.directory = os.path.join(run_dir, CACHE_DIR)
+        self.budget = resolve_budget(config.cache_budget)
+        self.in_ram_mib = 0.0
+        self.ahead = None  # (boundary, arrays) kept by phase 1 for phase 2
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self):
+        self.ahead = None
+        if not self.config.keep_cache:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def phase(self, model, phase, seed, next_first_trained=None):
+        """The ``CachedPhase`` of the compiled ``model`` as it stands for ``phase``, or None.
+
+        ``next_first_trained``: the first layer phase 2 will train, to keep its cut too.
+        """
+        split = split_frozen(model) if self.config.cache else None
+        if split is None:
+            if self.config.cache:
+                self.say(f"phase {phase}: nothing frozen to keep below the first trained layer; every step runs "
+                         f"the whole model")
+            return None
+        if self.ahead is not None and self.ahead[0] == split.boundary:
+            kept = self.ahead[1]
+            self.ahead = None
+            self.say(f"phase {phase} trains on the output at {_describe(split.boundary)} kept by phase 1's pass")
+        else:
+            ahead = split_frozen(model, next_first_trained) if next_first_trained is not None else None
+            extractor = split.extractor if ahead is None else with_pooled_output(model, ahead)
+            kept = self._extract(extractor, phase, (ahead.boundary if ahead else ()) + split.boundary)
+            if ahead is not None:
+                self.ahead = (ahead.boundary, kept[:-1])
+                kept = kept[-1:]
+        cut = len(self.splits.train)
+        batch = self.config.batch_size
+        train = feature_dataset([array[:cut] for array in kept], self.splits.train.labels, batch, training=True,
+                                seed=seed)
+        val = feature_dataset([array[cut:] for array in kept], self.splits.val.labels, batch)
+        return CachedPhase(split.trainable, train, val)
+
+    def _extract(self, extractor, phase, boundary):
+        """One pass of ``extractor`` over the training then the validation images; -> a list of arrays."""
+        from keras_notes.finetune.data import FileList, make_eval_dataset
+
+        files = FileList(*(getattr(self.splits.train, column) + getattr(self.splits.val, column)
+                           for column in ("paths", "labels", "needs_pil")))
+        per_image = sum(math.prod(shape) for _, shape in boundary)
+        needed = len(files) * per_image * 4 / MIB
+        spill = self.in_ram_mib + needed > self.budget
+        where = f"on disk in {self.directory}" if spill else "in RAM"
+        self.say(f"phase {phase} runs the frozen part once and keeps its output at {_describe(boundary)}: "
+                 f"{len(files)} images x {per_image:,} values = {needed:.1f} MiB {where} "
+                 f"(budget {self.budget:g} MiB)")
+        paths = None
+        if spill:
+            os.makedirs(self.directory, exist_ok=True)
+            paths = [os.path.join(self.directory, f"phase{phase}_{index}.npy") for index in range(len(boundary))]
+        else:
+            self.in_ram_mib += needed
+        kept = extract_features(extractor, make_eval_dataset(files, self.config.image_size, self.config.batch_size),
+                                len(files), paths)
+        return kept if isinstance(kept, list) else [kept]

@@ -16,7 +16,7 @@ from keras_notes.errors import KerasNotesError
 from keras_notes.finetune.archs import check_image_size, get_arch
 
 STRATEGIES = ("auto", "default", "mirrored", "one-device", "multi-worker")
-PRECISIONS = ("auto", "float32", "mixed_float16")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 AUGMENTATIONS = ("flip", "rotation", "zoom")
 VERBOSITIES = ("auto", 0, 1, 2)
 
@@ -88,10 +88,10 @@ class FinetuneConfig:
     # No augmentation by default: flips are wrong for digits and text, so the user opts in.
     augment: tuple = _field((), "training-only augmentation layers: any of flip rotation zoom (default: none)",
                             str, nargs="*", choices=AUGMENTATIONS)
-    # None: on whenever it gives the same training (frozen base, no augmentation, one replica),
-    # because the frozen base is then run once instead of once per epoch (finetune/cache.py).
-    cache: bool = _field(None, "phase 1 trains the head on the frozen part's output computed once "
-                               "(default: on with a frozen base, no augmentation and one replica)")
+    # None: on whenever it gives the same training (no augmentation, one replica): the layers
+    # below the first trained one then run once per phase instead of once per epoch (finetune/cache.py).
+    cache: bool = _field(None, "compute the frozen part of the model once per phase and train the rest on its "
+                               "kept output (default: on without augmentation and with one replica)")
     # None: half of MemAvailable, so that the cache cannot take the memory TensorFlow needs.
     cache_budget: float = _field(None, "MiB of RAM for the cached features; beyond it they go to a "
                                        "memory-mapped file in <run>/cache (default: half the available memory)",
@@ -197,7 +197,7 @@ class FinetuneConfig:
         if self.freeze_base is None:
             changes["freeze_base"] = self.weights is not None
         if self.cache is None:  # on where it trains the same model; more than one replica turns it off later
-            changes["cache"] = not self.augment and bool(changes.get("freeze_base", self.freeze_base))
+            changes["cache"] = not self.augment
         if self.fine_tune_epochs and self.fine_tune_lr is None:
             changes["fine_tune_lr"] = self.phase2_lr
         if self.output is None:

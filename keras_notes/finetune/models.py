@@ -189,6 +189,30 @@ def get_base(model):
                               f"unfreeze works on models made by build_model") from None
 
 
+def _opened_layers(base, top_n=None, from_layer=None):
+    """The base's layers (InputLayer excluded) and the index of the first one ``unfreeze`` opens."""
+    if top_n is not None and from_layer is not None:
+        raise KerasNotesError(f"give top_n or from_layer, not both; received top_n={top_n!r}, "
+                              f"from_layer={from_layer!r}")
+    layers = [layer for layer in base.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if top_n is not None:
+        if isinstance(top_n, bool) or not isinstance(top_n, int) or not 1 <= top_n <= len(layers):
+            raise KerasNotesError(f"top_n must be an integer from 1 to {len(layers)} (the base's layers); "
+                                  f"received top_n={top_n!r}")
+        return layers, len(layers) - top_n
+    if from_layer is not None:
+        names = [layer.name for layer in layers]
+        if from_layer not in names:
+            raise KerasNotesError(f"no layer named {from_layer!r} in the base; its last layers are "
+                                  f"{names[-5:]} (of {len(names)})")
+        return layers, names.index(from_layer)
+    return layers, 0
+
+
+def _trains(index, start, layer):
+    return index >= start and not isinstance(layer, keras.layers.BatchNormalization)
+
+
 def unfreeze(model, top_n=None, from_layer=None):
     """Phase 2: make the top of the base trainable; -> the number of base layers whose weights now train.
 
@@ -200,32 +224,22 @@ def unfreeze(model, top_n=None, from_layer=None):
     is not touched. The caller recompiles (with a lower learning rate) for the change
     to take effect.
     """
-    if top_n is not None and from_layer is not None:
-        raise KerasNotesError(f"give top_n or from_layer, not both; received top_n={top_n!r}, "
-                              f"from_layer={from_layer!r}")
     base = get_base(model)
-    layers = [layer for layer in base.layers if not isinstance(layer, keras.layers.InputLayer)]
-    if top_n is not None:
-        if isinstance(top_n, bool) or not isinstance(top_n, int) or not 1 <= top_n <= len(layers):
-            raise KerasNotesError(f"top_n must be an integer from 1 to {len(layers)} (the base's layers); "
-                                  f"received top_n={top_n!r}")
-        start = len(layers) - top_n
-    elif from_layer is not None:
-        names = [layer.name for layer in layers]
-        if from_layer not in names:
-            raise KerasNotesError(f"no layer named {from_layer!r} in the base; its last layers are "
-                                  f"{names[-5:]} (of {len(names)})")
-        start = names.index(from_layer)
-    else:
-        start = 0
-
+    layers, start = _opened_layers(base, top_n, from_layer)
     base.trainable = True  # Keras then lets each sub-layer's own flag decide
     opened = 0
     for index, layer in enumerate(layers):
-        train = index >= start and not isinstance(layer, keras.layers.BatchNormalization)
-        layer.trainable = train
-        opened += train and bool(layer.weights)
+        layer.trainable = _trains(index, start, layer)
+        opened += layer.trainable and bool(layer.weights)
     return opened
+
+
+def first_trained_layer(model, top_n=None, from_layer=None):
+    """The name of the first base layer whose weights ``unfreeze(model, top_n, from_layer)`` would
+    train, without changing the model; None if it would train none."""
+    layers, start = _opened_layers(get_base(model), top_n, from_layer)
+    return next((layer.name for index, layer in enumerate(layers) if _trains(index, start, layer) and layer.weights),
+                None)
 
 
 def recalibrate_batch_norm(model, data, max_batches=None, batch_size=32):

@@ -165,7 +165,8 @@ def check_resume(run_dir, config, class_names):
         raise KerasNotesError(f"cannot resume {run_dir!r}: the request differs from the earlier run in "
                               + "; ".join(differences))
     done = len(read_history(os.path.join(run_dir, HISTORY_FILE)))
-    phase2_started = done > previous.epochs or os.path.isdir(os.path.join(run_dir, CHECKPOINT_DIR, "phase2"))
+    phase2_started = done > previous.epochs or any(
+        os.path.isdir(os.path.join(run_dir, CHECKPOINT_DIR, name)) for name in ("phase2", "phase2-cached"))
     if phase2_started and config.epochs != previous.epochs:
         raise KerasNotesError(f"cannot resume {run_dir!r} with epochs={config.epochs}: phase 2 has begun "
                               f"after {previous.epochs} phase 1 epochs; keep epochs={previous.epochs}")

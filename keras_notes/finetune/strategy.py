@@ -149,11 +149,12 @@ def _gpu_capabilities():
 
 
 def resolve_precision(name, strategy):
-    """``"float32"`` or ``"mixed_float16"`` for ``name`` in ``PRECISIONS``.
+    """The precision for ``name`` in ``PRECISIONS``: ``"auto"`` resolved, a forced value as is.
 
     ``"auto"`` means mixed_float16 when the strategy runs on GPUs that all have
-    compute capability >= 7.0, and float32 otherwise (a CPU gains nothing from
-    float16 and emulates it slowly). A forced value is returned as is.
+    compute capability >= 7.0, and float32 otherwise: a CPU emulates float16 slowly,
+    and mixed_bfloat16, even on a CPU with AVX512_BF16, measured no faster than float32
+    here (README, "CPU precision and threads"); ``--precision mixed_bfloat16`` forces it.
     """
     if name not in PRECISIONS:
         raise KerasNotesError(f"unknown precision {name!r}; choose from {list(PRECISIONS)}")

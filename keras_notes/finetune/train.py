@@ -29,7 +29,8 @@ from keras_notes.finetune import cache, guards, runio
 from keras_notes.finetune.data import load_splits, make_dataset, make_eval_dataset
 from keras_notes.finetune.evaluate import (evaluate_model, format_class_table, plot_confusion_matrix,
                                            plot_training_curves)
-from keras_notes.finetune.models import build_model, get_base, recalibrate_batch_norm, unfreeze
+from keras_notes.finetune.models import (build_model, first_trained_layer, get_base, recalibrate_batch_norm,
+                                         unfreeze)
 from keras_notes.finetune.scan import format_skipped
 from keras_notes.finetune.strategy import (check_batch_size, describe_strategy, make_strategy,
                                            precision_policy, resolve_precision, strategy_name)
@@ -108,17 +109,10 @@ def phase_callbacks(run_dir, phase, append):
 
 
 def train_phase(model, train_data, val_data, epochs, initial_epoch, callbacks, verbose=2):
-    """``model.fit`` from ``initial_epoch`` up to epoch ``epochs`` (both counted over all phases).
-
-    Kept small and separate so that a caller can change what a phase trains on (for
-    example cached features of the frozen part) without touching the run logic.
-    """
+    """``model.fit`` from ``initial_epoch`` up to epoch ``epochs`` (both counted over all phases)."""
     # BackupAndRestore leaves the epoch it restored on the model, where the next
     # fit would start from it; clear it so each phase starts from its own epoch.
     model._initial_epoch = None
-    if isinstance(train_data, cache.CachedFeatures):  # phase 1 on cached features: fit the shared head
-        model, train_data = train_data.head, train_data.dataset
-        model._initial_epoch = None
     # shuffle=False: the training dataset shuffles itself (seeded); fit cannot shuffle a dataset.
     return model.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=initial_epoch,
                      callbacks=callbacks, verbose=verbose, shuffle=False)
@@ -161,22 +155,25 @@ def finetune(config):
          f"({per_replica} per replica); precision {precision}")
     _say(_describe_base(config, model))
 
-    train_data = make_dataset(splits.train, config.image_size, config.batch_size, training=True,
-                              seed=config.seed, augment=config.augment)
     val_data = make_eval_dataset(splits.val, config.image_size, config.batch_size,
                                  replicas=strategy.num_replicas_in_sync)
-    _train_phases(model, config, strategy, run_dir, train_data, val_data, splits)
+    with cache.RunCache(config, run_dir, splits, say=_say) as kept:  # kept outputs live until the evaluation
+        cached = _train_phases(model, config, strategy, run_dir, splits, val_data, kept)
 
-    # The training images without augmentation, shuffled: batches drawn from one class only
-    # would miss the variance between classes (measured on MobileNet from scratch: 0.889
-    # validation accuracy with class-sorted batches against 0.925 with shuffled ones).
-    plain_train = make_dataset(splits.train, config.image_size, config.batch_size, training=True,
-                               seed=config.seed)
-    recalibrated = recalibrate_batch_norm(model, plain_train, max_batches=RECALIBRATION_BATCHES)
-    if recalibrated:
-        _say(f"re-estimated the moving statistics of {recalibrated} trained batch-norm layers over "
-             f"{min(len(splits.train), RECALIBRATION_BATCHES * config.batch_size)} training images")
-    return _write_results(run_dir, config, splits.class_names, model, val_data, splits.val.labels)
+        # The training images without augmentation, shuffled: batches drawn from one class only
+        # would miss the variance between classes (measured on MobileNet from scratch: 0.889
+        # validation accuracy with class-sorted batches against 0.925 with shuffled ones).
+        plain_train = make_dataset(splits.train, config.image_size, config.batch_size, training=True,
+                                   seed=config.seed)
+        recalibrated = recalibrate_batch_norm(model, plain_train, max_batches=RECALIBRATION_BATCHES)
+        if recalibrated:
+            _say(f"re-estimated the moving statistics of {recalibrated} trained batch-norm layers over "
+                 f"{min(len(splits.train), RECALIBRATION_BATCHES * config.batch_size)} training images")
+            cached = None  # the frozen part's statistics changed: its kept outputs are stale
+        # With the last phase cached, its model on the kept validation outputs predicts what the
+        # whole model predicts on the images, without running the frozen part again.
+        evaluated = (model, val_data) if cached is None else (cached.model, cached.val)
+        return _write_results(run_dir, config, splits.class_names, model, evaluated, splits.val.labels)
 
 
 def _write_start(run_dir, config, splits):
@@ -191,29 +188,50 @@ def _write_start(run_dir, config, splits):
         _say(textwrap.indent(format_skipped(splits.skipped, SKIPPED_SHOWN), "  skipped "))
 
 
-def _train_phases(model, config, strategy, run_dir, train_data, val_data, splits):
+def _train_phases(model, config, strategy, run_dir, splits, val_data, kept):
     """Phase 1, then phase 2 if asked; epochs are numbered across both.
 
-    With ``config.cache``, phase 1 trains the head on the frozen part's output computed
-    once over ``splits`` (``cache.phase1_data``), backed up in its own folder.
+    -> the last phase's ``cache.CachedPhase`` or None. ``kept`` is the run's ``cache.RunCache``.
     """
     verbose = resolve_verbose(config.verbose)
     if not tensorboard_available():
         _say("TensorBoard logs skipped: the tensorboard package is not installed (pip install tensorboard)")
     _say(f"phase 1: {config.epochs} epochs at lr {config.lr:g}")
-    with cache.phase1_data(model, config, run_dir, splits, train_data, val_data, say=_say) as (train_1, val_1):
-        train_phase(model, train_1, val_1, config.epochs, 0,
-                    phase_callbacks(run_dir, cache.HEAD_BACKUP_PHASE if config.cache else 1, append=config.resume),
-                    verbose)
+    # Phase 2's cut, known before phase 1 so that phase 1's pass can keep its outputs too.
+    phase2_first = (first_trained_layer(model, config.unfreeze_top_n, config.unfreeze_from)
+                    if config.fine_tune_epochs else None)
+    cached = run_phase(model, config, run_dir, splits, val_data, 1, config.epochs, kept, verbose, phase2_first)
     if not config.fine_tune_epochs:
-        return
+        return cached
     with strategy.scope():
         count = unfreeze(model, top_n=config.unfreeze_top_n, from_layer=config.unfreeze_from)
         compile_model(model, config.fine_tune_lr)
     _say(f"phase 2: {config.fine_tune_epochs} epochs at lr {config.fine_tune_lr:g} with {count} base "
          f"layers trainable (batch norm stays frozen, in inference mode)")
-    train_phase(model, train_data, val_data, config.epochs + config.fine_tune_epochs, config.epochs,
-                phase_callbacks(run_dir, 2, append=True), verbose)
+    return run_phase(model, config, run_dir, splits, val_data, 2, config.epochs + config.fine_tune_epochs, kept,
+                     verbose)
+
+
+def run_phase(model, config, run_dir, splits, val_data, phase, epochs, kept, verbose=2, next_first_trained=None):
+    """Train one phase up to epoch ``epochs``, on the frozen part's kept output where ``config.cache`` allows.
+
+    Each phase shuffles its training images with its own seed (``config.seed + phase - 1``),
+    cached or not, so that a cached phase sees the batches the uncached one would.
+    A cached phase fits the part above the frozen one (``kept.phase``, a
+    ``cache.RunCache``) and backs it up in its own folder. -> the ``cache.CachedPhase``, or None.
+    """
+    seed = config.seed + phase - 1
+    initial_epoch = 0 if phase == 1 else config.epochs
+    append = config.resume or phase > 1
+    cached = kept.phase(model, phase, seed, next_first_trained)
+    if cached is not None:
+        train_phase(cached.model, cached.train, cached.val, epochs, initial_epoch,
+                    phase_callbacks(run_dir, cache.backup_phase(phase), append), verbose)
+        return cached
+    train_data = make_dataset(splits.train, config.image_size, config.batch_size, training=True, seed=seed,
+                              augment=config.augment)
+    train_phase(model, train_data, val_data, epochs, initial_epoch, phase_callbacks(run_dir, phase, append), verbose)
+    return None
 
 
 def _describe_base(config, model):
@@ -229,14 +247,14 @@ def _describe_base(config, model):
     return line
 
 
-def _write_results(run_dir, config, class_names, model, val_data, val_labels):
-    """Save the model, tidy the history, evaluate, plot, and print the summary."""
+def _write_results(run_dir, config, class_names, model, evaluated, val_labels):
+    """Save the model, tidy the history, evaluate ``evaluated`` = (model, its validation data), plot, print."""
     runio.save_model(model, os.path.join(run_dir, runio.MODEL_FILE))
     history_path = os.path.join(run_dir, runio.HISTORY_FILE)
     history = runio.read_history(history_path)
     runio.write_history(history_path, history)  # drops rows a crash left duplicated
 
-    evaluation = evaluate_model(model, val_data, val_labels, class_names)
+    evaluation = evaluate_model(*evaluated, val_labels, class_names)
     runio.write_json(os.path.join(run_dir, runio.EVALUATION_FILE), evaluation)
     plot_confusion_matrix(evaluation["confusion_matrix"], class_names,
                           os.path.join(run_dir, runio.CONFUSION_FILE))
