@@ -5,7 +5,6 @@ own behaviour (TF_CONFIG per worker, prefixed output, restarts, time limit) in s
 The real TensorFlow workers run in ``test_multiworker.py``.
 """
 
-import os
 import sys
 import time
 
@@ -84,12 +83,26 @@ def test_launcher_cli_runs_finetune_with_the_multi_worker_strategy_by_default():
     assert args.num_workers == 2 and args.worker_args == ["data/digits", "--output", "runs/mw"]
     assert worker_command(args.worker_args) == finetune_command() + ["data/digits", "--output", "runs/mw",
                                                                       "--strategy", "multi-worker"]
-    entry = finetune_command()
-    assert os.path.basename(entry[0]) == "keras-notes-finetune" or entry[1:] == ["-m", "keras_notes.cli.finetune"]
     assert worker_command(["x", "--strategy=multi-worker"])[-1] == "--strategy=multi-worker"
     assert worker_command(["python", "w.py"], command=True) == ["python", "w.py"]
     with pytest.raises(SystemExit):
         parse_args(["-n", "2"])  # nothing after '--'
+
+
+def test_finetune_command_prefers_the_script_beside_python_then_path_then_module(tmp_path, monkeypatch):
+    from keras_notes.cli import launch_local_workers as cli
+
+    python = tmp_path / "venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    monkeypatch.setattr(cli.sys, "executable", str(python))
+    monkeypatch.setattr(cli.shutil, "which", lambda name: None)
+    assert finetune_command() == [str(python), "-m", "keras_notes.cli.finetune"]  # neither script exists
+    monkeypatch.setattr(cli.shutil, "which", lambda name: f"/usr/local/bin/{name}")
+    assert finetune_command() == ["/usr/local/bin/keras-notes-finetune"]  # the one on PATH
+    beside = python.parent / "keras-notes-finetune"
+    beside.write_text("#!/bin/sh\n")
+    beside.chmod(0o755)
+    assert finetune_command() == [str(beside)]  # the virtual environment's own wins
 
 
 def test_launcher_cli_turns_a_bad_worker_count_into_exit_status_2(capsys):
