@@ -42,6 +42,7 @@ pass itself stays at bounded memory, read a batch at a time, and removed at the 
 the run unless ``keep_cache``.
 """
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -293,8 +294,9 @@ class RunCache:
     ``keep_cache``. Use it as a context manager.
     """
 
-    def __init__(self, config, run_dir, splits, say=print):
+    def __init__(self, config, run_dir, splits, say=print, strategy=None):
         self.config, self.splits, self.say = config, splits, say
+        self.strategy = strategy  # the trained parts are built and compiled in its scope, as the model was
         self.directory = os.path.join(run_dir, CACHE_DIR)
         self.budget = resolve_budget(config.cache_budget)
         self.in_ram_mib = 0.0
@@ -316,7 +318,9 @@ class RunCache:
 
         ``next_first_trained``: the first layer phase 2 will train, to keep its cut too.
         """
-        split = split_frozen(model) if self.config.cache else None
+        with self.strategy.scope() if self.strategy is not None else contextlib.nullcontext():
+            split = split_frozen(model) if self.config.cache else None
+            ahead = split_frozen(model, next_first_trained) if split and next_first_trained is not None else None
         if split is None:
             if self.config.cache:
                 self.say(f"phase {phase}: nothing frozen to keep below the first trained layer; every step runs "
@@ -327,7 +331,6 @@ class RunCache:
             self.ahead = None
             self.say(f"phase {phase} trains on the output at {_describe(split.boundary)} kept by phase 1's pass")
         else:
-            ahead = split_frozen(model, next_first_trained) if next_first_trained is not None else None
             extractor = split.extractor if ahead is None else with_pooled_output(model, ahead)
             kept = self._extract(extractor, phase, (ahead.boundary if ahead else ()) + split.boundary)
             if ahead is not None:

@@ -157,7 +157,7 @@ def finetune(config):
 
     val_data = make_eval_dataset(splits.val, config.image_size, config.batch_size,
                                  replicas=strategy.num_replicas_in_sync)
-    with cache.RunCache(config, run_dir, splits, say=_say) as kept:  # kept outputs live until the evaluation
+    with cache.RunCache(config, run_dir, splits, say=_say, strategy=strategy) as kept:  # kept outputs live until the evaluation
         cached = _train_phases(model, config, strategy, run_dir, splits, val_data, kept)
 
         # The training images without augmentation, shuffled: batches drawn from one class only
