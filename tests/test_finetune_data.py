@@ -56,8 +56,7 @@ def test_pipeline_gives_the_pixels_pil_reads(tmp_path):
     grey = np.arange(32 * 32, dtype=np.uint8).reshape(32, 32)
     Image.fromarray(grey, mode="L").save(os.path.join(folder, "cat", "grey.png"))
     splits = data.load_splits(folder, val_split=0.5, seed=0)
-    files = data.FileList(splits.train.paths + splits.val.paths, splits.train.labels + splits.val.labels,
-                          splits.train.needs_pil + splits.val.needs_pil)
+    files = splits.train + splits.val
     images, labels = next(iter(data.make_dataset(files, 32, batch_size=len(files))))
     assert images.shape == (len(files), 32, 32, 3) and images.dtype == "float32"
     assert labels.dtype == "int32" and labels.numpy().tolist() == list(files.labels)
@@ -70,8 +69,7 @@ def test_pipeline_resizes_and_routes_pil_only_formats(tmp_path):
     folder = make_image_folder(tmp_path, per_class=2, size=48)
     Image.fromarray(np.full((48, 48, 3), 200, np.uint8)).save(os.path.join(folder, "dog", "flat.tiff"))
     splits = data.load_splits(folder, val_split=0.5, seed=0)
-    all_files = data.FileList(splits.train.paths + splits.val.paths, splits.train.labels + splits.val.labels,
-                              splits.train.needs_pil + splits.val.needs_pil)
+    all_files = splits.train + splits.val
     index = [os.path.basename(path) for path in all_files.paths].index("flat.tiff")
     assert all_files.needs_pil[index]  # TensorFlow cannot decode TIFF; PIL does it
     images, _ = next(iter(data.make_dataset(all_files, 40, batch_size=len(all_files))))

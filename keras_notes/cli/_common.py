@@ -42,3 +42,26 @@ def comma_separated(kind):
             raise argparse.ArgumentTypeError(f"expected comma-separated {what}; received {text!r}") from None
 
     return parse
+
+
+def add_config_flags(parser, config_class, helps):
+    """Add ``--field-name`` for each field in ``helps`` ({field: help}), typed and defaulted from ``config_class()``.
+
+    A bool field becomes ``--flag / --no-flag``; a field whose default is None takes a string.
+    ``config_from_args`` builds the config back from the parsed flags.
+    """
+    defaults = config_class()
+    for name, text in helps.items():
+        default = getattr(defaults, name)
+        flag = "--" + name.replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default,
+                                help=f"{text} (default: %(default)s)")
+        else:
+            parser.add_argument(flag, dest=name, type=str if default is None else type(default), default=default,
+                                help=f"{text} (default: %(default)s)")
+
+
+def config_from_args(config_class, args, helps):
+    """``config_class`` with the fields ``add_config_flags`` added taken from ``args``; the rest keep their defaults."""
+    return config_class(**{name: getattr(args, name) for name in helps})

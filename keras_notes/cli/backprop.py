@@ -5,21 +5,19 @@
 
 import argparse
 
-from keras_notes.cli._common import user_errors_exit_2
+from keras_notes.cli._common import add_config_flags, config_from_args, user_errors_exit_2
 from keras_notes.report import format_table, new_figure, save_figure
 
 DEFAULT_OUTPUT = "runs/plots/backprop.png"
+FLAGS = {"seed": "weights and data seed", "batch": "samples in the (single) batch",
+         "steps": "full-batch SGD steps to plot", "learning_rate": "SGD learning rate"}
 
 
 def parse_args(argv=None):
     from keras_notes.experiments.backprop import BackpropConfig
 
-    defaults = BackpropConfig()
     parser = argparse.ArgumentParser(prog="keras-notes-backprop", description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="weights and data seed")
-    parser.add_argument("--batch", type=int, default=defaults.batch, help="samples in the (single) batch")
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="full-batch SGD steps to plot")
-    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    add_config_flags(parser, BackpropConfig, FLAGS)
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help="PNG path for the loss curves")
     return parser.parse_args(argv)
 
@@ -29,7 +27,7 @@ def main(argv=None):
     from keras_notes.experiments.backprop import BackpropConfig, compare_gradients, training_curves
 
     args = parse_args(argv)
-    config = BackpropConfig(batch=args.batch, steps=args.steps, learning_rate=args.learning_rate, seed=args.seed)
+    config = config_from_args(BackpropConfig, args, FLAGS)
     result = compare_gradients(config)
     headers = ["gradient of the loss w.r.t.", "shape", "|g| NumPy", "|g| TF", "max |diff|", "trainable"]
     rows = [(name, "x".join(map(str, shape)), n_np, n_tf, f"{diff:.1e}", "yes" if trainable else "no")

@@ -14,14 +14,13 @@ peak resident memory and final validation accuracy of each, and their ratio.
 """
 
 import argparse
-import dataclasses
 
-from keras_notes.cli._common import comma_separated, user_errors_exit_2
+from keras_notes.cli._common import add_config_flags, comma_separated, user_errors_exit_2
 from keras_notes.finetune.benchmark import ARMS, BenchmarkConfig
 from keras_notes.finetune.config import AUGMENTATIONS
 
 HELP = {
-    "data_dir": "image folder with one sub-folder per class (default: generate --images images)",
+    "data_dir": "image folder with one sub-folder per class; without it, --images images are generated",
     "images": "images to generate, split evenly over --classes",
     "classes": "classes to generate",
     "image_size": "side of the square input in pixels",
@@ -39,29 +38,20 @@ HELP = {
     "unfreeze_from": "phase 2 trains the base from this layer on (--mode phase2; the default is MobileNet's "
                      "last two depthwise/pointwise blocks)",
     "augment": "augmentation layers (--mode augment)",
-    "base_weights": "weights file for the base (default: a random base whose batch-norm statistics are "
-                    "measured on the images)",
+    "base_weights": "weights file for the base; without it, a random base whose batch-norm statistics are "
+                    "measured on the images",
 }
-STRINGS = ("data_dir", "arch", "unfreeze_from", "base_weights", "mode")
+CHOICES = ("mode", "augment")  # flags with a fixed set of values, added by hand
+DEFAULTS = BenchmarkConfig()
 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="keras-notes-benchmark", description=__doc__.splitlines()[0])
-    for field in dataclasses.fields(BenchmarkConfig):
-        flag = "--" + field.name.replace("_", "-")
-        if field.name == "augment":
-            parser.add_argument(flag, dest=field.name, nargs="*", choices=AUGMENTATIONS, default=field.default,
-                                help=f"{HELP[field.name]} (default: %(default)s)")
-        elif field.name == "mode":
-            parser.add_argument(flag, dest=field.name, choices=list(ARMS), default=field.default,
-                                help=f"{HELP[field.name]} (default: %(default)s)")
-        elif isinstance(field.default, bool):
-            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=field.default,
-                                help=f"{HELP[field.name]} (default: %(default)s)")
-        else:
-            kind = str if field.name in STRINGS else type(field.default)
-            parser.add_argument(flag, dest=field.name, type=kind, default=field.default,
-                                help=f"{HELP[field.name]} (default: %(default)s)")
+    add_config_flags(parser, BenchmarkConfig, {name: text for name, text in HELP.items() if name not in CHOICES})
+    parser.add_argument("--mode", choices=list(ARMS), default=DEFAULTS.mode,
+                        help=f"{HELP['mode']} (default: %(default)s)")
+    parser.add_argument("--augment", nargs="*", choices=AUGMENTATIONS, default=DEFAULTS.augment,
+                        help=f"{HELP['augment']} (default: %(default)s)")
     parser.add_argument("--growth", type=comma_separated(int), default=None, metavar="N,N,...",
                         help="run only the package on generated folders of these sizes, and print how time and "
                              "peak memory grow")
@@ -75,7 +65,7 @@ def build_parser():
 
 
 def parse_args(argv=None):
-    """The command line as ``(BenchmarkConfig, growth sizes or None, cpu_choices)``."""
+    """The command line as ``(BenchmarkConfig, growth sizes or None, cpu_choices, accuracy seeds or None)``."""
     values = vars(build_parser().parse_args(argv))
     growth, cpu_choices, seeds = values.pop("growth"), values.pop("cpu_choices"), values.pop("accuracy_seeds")
     if seeds is not None and seeds < 2:

@@ -5,21 +5,19 @@
 
 import argparse
 
-from keras_notes.cli._common import user_errors_exit_2
+from keras_notes.cli._common import add_config_flags, config_from_args, user_errors_exit_2
 from keras_notes.report import format_table, new_figure, save_figure
 
 DEFAULT_OUTPUT = "runs/plots/gradients.png"
+FLAGS = {"seed": "weights, inputs and labels seed", "depth": "Dense layers, head included",
+         "width": "units per hidden layer", "batch": "samples in the fixed batch"}
 
 
 def parse_args(argv=None):
     from keras_notes.experiments.gradients import GradientConfig
 
-    defaults = GradientConfig()
     parser = argparse.ArgumentParser(prog="keras-notes-gradients", description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="weights, inputs and labels seed")
-    parser.add_argument("--depth", type=int, default=defaults.depth, help="Dense layers, head included")
-    parser.add_argument("--width", type=int, default=defaults.width, help="units per hidden layer")
-    parser.add_argument("--batch", type=int, default=defaults.batch, help="samples in the fixed batch")
+    add_config_flags(parser, GradientConfig, FLAGS)
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help="PNG path for the per-layer plot")
     return parser.parse_args(argv)
 
@@ -51,7 +49,7 @@ def main(argv=None):
     from keras_notes.experiments.gradients import GradientConfig, gradient_study, initializer_variances
 
     args = parse_args(argv)
-    config = GradientConfig(depth=args.depth, width=args.width, batch=args.batch, seed=args.seed)
+    config = config_from_args(GradientConfig, args, FLAGS)
     results = gradient_study(config)
     rows = [(r["activation"], r["initializer"], f"{r['norms'][0]:.1e}", f"{r['norms'][-1]:.1e}",
              f"{r['ratio']:.1e}", f"{r['median']:.1e}", r["verdict"]) for r in results]

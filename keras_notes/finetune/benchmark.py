@@ -31,6 +31,7 @@ same file.
 
 import contextlib
 import dataclasses
+import io
 import json
 import os
 import statistics
@@ -121,6 +122,16 @@ def make_base_weights(path, config):
     return path
 
 
+HEAD_LR = 1e-3  # Adam's default, the keras.io guide's for the new head
+
+
+def keras_io_head(x, classes):
+    """The keras.io guide's head on pooled features: Dropout(0.2) -> Dense(classes, softmax)."""
+    import keras
+
+    return keras.layers.Dense(classes, activation="softmax")(keras.layers.Dropout(0.2)(x))
+
+
 def reference_arm(config, output):
     """The keras.io recipe on ``config.data_dir``; -> (validation accuracy, training images)."""
     import keras
@@ -128,6 +139,7 @@ def reference_arm(config, output):
 
     from keras_notes.finetune.archs import get_arch
     from keras_notes.finetune.layers import ImagePreprocessing
+    from keras_notes.finetune.train import compile_model
     from keras_notes.finetune.weights import load_base
 
     keras.utils.set_random_seed(config.seed)
@@ -144,11 +156,8 @@ def reference_arm(config, output):
     x = ImagePreprocessing(spec.preprocessing)(inputs)  # the arch's preprocess_input, as in the guide
     x = base(x, training=False)  # (batch, 7, 7, 1024) at 224 px
     x = keras.layers.GlobalAveragePooling2D()(x)  # -> (batch, 1024)
-    x = keras.layers.Dropout(0.2)(x)
-    outputs = keras.layers.Dense(classes, activation="softmax")(x)
-    model = keras.Model(inputs, outputs)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model = keras.Model(inputs, keras_io_head(x, classes))
+    compile_model(model, HEAD_LR)
     history = model.fit(train, validation_data=val, epochs=config.epochs, verbose=0)
     _MARKS["trained"] = _MARKS["timed_end"] = time.perf_counter()
     return history.history["val_accuracy"][-1], train_images
@@ -160,9 +169,6 @@ def package_arm(config, output, cache=None):
     Mode ``phase2`` unfreezes the base from ``config.unfreeze_from``;
     ``cache=False`` streams every phase through the whole model.
     """
-    import contextlib
-    import io
-
     from keras_notes.finetune.config import FinetuneConfig
     from keras_notes.finetune import train
 
@@ -184,8 +190,11 @@ def package_arm(config, output, cache=None):
         return result
 
     train.run_phase = timed_run_phase
-    with contextlib.redirect_stdout(io.StringIO()):  # the run's own report is not the benchmark's
-        result = train.finetune(finetune_config)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the run's own report is not the benchmark's
+            result = train.finetune(finetune_config)
+    finally:
+        train.run_phase = original
     if config.mode == "phase2":
         _MARKS["timed_start"], _MARKS["timed_end"] = _MARKS["phase2_start"], _MARKS["phase2_end"]
     elif config.mode == "augment":  # the training itself, as in the in-memory arm
@@ -218,7 +227,7 @@ def in_memory_arm(config, output):
     train_y, val_y = (np.asarray(files.labels, np.int32) for files in (splits.train, splits.val))
     model = build_model(config.arch, len(splits.class_names), weights=config.base_weights,
                         image_size=config.image_size, freeze_base=True)
-    compile_model(model, 1e-3)
+    compile_model(model, HEAD_LR)
     augmentation = make_augmentation(config.augment, config.seed)
     train = (tf.data.Dataset.from_tensor_slices((train_x, train_y)).shuffle(len(train_y), seed=config.seed)
              .batch(config.batch_size, drop_remainder=True)
@@ -284,8 +293,7 @@ def run_arm(arm, config, output):
     return _run_child({"arm": arm, "config": dataclasses.asdict(config), "output": output}, f"{arm} arm")
 
 
-@contextlib.contextmanager
-def prepared(config, scratch):
+def prepare(config, scratch):
     """``config`` with its image folder and base weights filled in (generated under ``scratch`` if None)."""
     changes = {}
     if config.data_dir is None:
@@ -296,13 +304,14 @@ def prepared(config, scratch):
         path = os.path.join(scratch, "base.weights.h5")
         _run_child({"base_weights": {"path": path, "config": dataclasses.asdict(config)}}, "base weights")
         config = dataclasses.replace(config, base_weights=path)
-    yield config
+    return config
 
 
 def run_benchmark(config, say=print):
     """Warm up, then run the mode's two arms alternately ``config.repeats`` times; -> a summary dict."""
     arms = ARMS[config.mode]
-    with tempfile.TemporaryDirectory(prefix="keras-notes-benchmark-") as scratch, prepared(config, scratch) as config:
+    with tempfile.TemporaryDirectory(prefix="keras-notes-benchmark-") as scratch:
+        config = prepare(config, scratch)
         if config.warmup:
             warm = dataclasses.replace(config, epochs=1, fine_tune_epochs=1)
             for arm in arms:
@@ -361,8 +370,7 @@ def run_growth(config, sizes, say=print):
         for images in sizes:
             folder = os.path.join(scratch, f"images-{images}")
             sized = dataclasses.replace(config, images=images, data_dir=None)
-            with prepared(sized, folder) as sized:
-                result = run_arm("package", sized, os.path.join(folder, "run"))
+            result = run_arm("package", prepare(sized, folder), os.path.join(folder, "run"))
             result["images"] = images
             say(f"  {images:6d} images: {result['seconds']:.1f} s, peak RSS {result['peak_rss_mib']:.0f} MiB")
             results.append(result)
@@ -382,15 +390,16 @@ def format_growth(results):
 
 
 def head_accuracy(features, labels, train_rows, val_rows, config, seed, drop_remainder):
-    """Final validation accuracy of the benchmark's head (Dropout -> Dense, Adam 1e-3) on kept features."""
+    """Final validation accuracy of the keras.io head (``keras_io_head``, Adam 1e-3) trained on kept features."""
     import keras
     import tensorflow as tf
 
+    from keras_notes.finetune.train import compile_model
+
     keras.utils.set_random_seed(seed)
     inputs = keras.Input(features.shape[1:])
-    x = keras.layers.Dropout(0.2)(inputs)
-    head = keras.Model(inputs, keras.layers.Dense(int(labels.max()) + 1, activation="softmax")(x))
-    head.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    head = keras.Model(inputs, keras_io_head(inputs, int(labels.max()) + 1))
+    compile_model(head, HEAD_LR)
     train = (tf.data.Dataset.from_tensor_slices((features[train_rows], labels[train_rows]))
              .shuffle(len(train_rows), seed=seed).batch(config.batch_size, drop_remainder=drop_remainder))
     history = head.fit(train, validation_data=(features[val_rows], labels[val_rows]), epochs=config.epochs,
@@ -406,21 +415,17 @@ def accuracy_spread(config, seeds, say=print):
     accuracies differ by seed. Here the frozen base runs once over every image, then each
     seed splits the kept features both ways and trains the same head on each. -> lists.
     """
-    import contextlib
-    import io
-
     import keras
 
     from keras_notes.finetune import cache
-    from keras_notes.finetune.data import FileList, load_splits, make_eval_dataset
+    from keras_notes.finetune.data import load_splits, make_eval_dataset
     from keras_notes.finetune.models import build_model
 
     results = {"package": [], "keras.io": []}
-    with tempfile.TemporaryDirectory(prefix="keras-notes-accuracy-") as scratch, \
-            prepared(config, scratch) as config:
+    with tempfile.TemporaryDirectory(prefix="keras-notes-accuracy-") as scratch:
+        config = prepare(config, scratch)
         everything = load_splits(config.data_dir, val_split=config.val_split, seed=0)
-        files = FileList(*(getattr(everything.train, column) + getattr(everything.val, column)
-                           for column in ("paths", "labels", "needs_pil")))
+        files = everything.train + everything.val
         model = build_model(config.arch, len(everything.class_names), weights=config.base_weights,
                             image_size=config.image_size, freeze_base=True)
         features = cache.extract_features(cache.feature_extractor(model),
@@ -520,18 +525,14 @@ def format_cpu_choices(rows):
     """One row per setting: images/s of each workload and its ratio to TensorFlow's float32 default."""
     from keras_notes.report import format_table
 
-    default = {row["workload"]: row["images_per_second"] for row in rows
-               if (row["precision"], row["inter"], row["intra"]) == ("float32", 0, 0)}
+    rate = {(row["precision"], row["inter"], row["intra"], row["workload"]): row["images_per_second"]
+            for row in rows}
     table = []
-    for row in rows:
-        if row["workload"] != WORKLOADS[0]:
-            continue
-        setting = (row["precision"], row["inter"], row["intra"])
+    for setting in dict.fromkeys(key[:3] for key in rate):  # in the rows' order, once each
         values = list(setting)
         for workload in WORKLOADS:
-            (match,) = [other for other in rows if other["workload"] == workload and
-                        (other["precision"], other["inter"], other["intra"]) == setting]
-            values += [f"{match['images_per_second']:.1f}", f"{match['images_per_second'] / default[workload]:.2f}"]
+            value = rate[(*setting, workload)]
+            values += [f"{value:.1f}", f"{value / rate[('float32', 0, 0, workload)]:.2f}"]
         table.append(values)
     return format_table(["precision", "inter", "intra", "frozen img/s", "ratio", "full img/s", "ratio"], table,
                         align="lrrrrrr")

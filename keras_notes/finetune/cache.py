@@ -345,10 +345,9 @@ class RunCache:
 
     def _extract(self, extractor, phase, boundary):
         """One pass of ``extractor`` over the training then the validation images; -> a list of arrays."""
-        from keras_notes.finetune.data import FileList, make_eval_dataset
+        from keras_notes.finetune.data import make_eval_dataset
 
-        files = FileList(*(getattr(self.splits.train, column) + getattr(self.splits.val, column)
-                           for column in ("paths", "labels", "needs_pil")))
+        files = self.splits.train + self.splits.val
         per_image = sum(math.prod(shape) for _, shape in boundary)
         needed = len(files) * per_image * 4 / MIB
         spill = self.in_ram_mib + needed > self.budget

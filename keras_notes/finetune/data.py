@@ -32,6 +32,10 @@ class FileList:
     def __len__(self):
         return len(self.paths)
 
+    def __add__(self, other):
+        """The files of ``self``, then those of ``other``."""
+        return FileList(self.paths + other.paths, self.labels + other.labels, self.needs_pil + other.needs_pil)
+
     def subset(self, indices):
         """The files at ``indices``, in that order."""
         return FileList(*(tuple(column[i] for i in indices) for column in (self.paths, self.labels, self.needs_pil)))
@@ -201,8 +205,7 @@ def make_eval_dataset(files, image_size, batch_size, replicas=1):
     if not pad and replicas == 1:
         dataset = image_dataset(files, image_size)
     else:
-        padded = FileList(files.paths + files.paths[:1] * pad, files.labels + files.labels[:1] * pad,
-                          files.needs_pil + files.needs_pil[:1] * pad)
+        padded = files + files.subset([0] * pad)
         weights = tf.data.Dataset.from_tensor_slices(np.asarray([1.0] * len(files) + [0.0] * pad, np.float32))
         dataset = tf.data.Dataset.zip(image_dataset(padded, image_size), weights).map(
             lambda pair, weight: (*pair, weight))

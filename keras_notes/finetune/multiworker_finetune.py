@@ -54,13 +54,12 @@ def finetune_multi_worker(config):
     # The strategy before any other TensorFlow op: collective ops are configured once, at start-up.
     strategy = make_multi_worker_strategy()
 
-    from keras_notes.finetune.data import load_splits, make_augmentation, make_dataset
-    from keras_notes.finetune.evaluate import format_class_table, plot_confusion_matrix, plot_training_curves
-    from keras_notes.finetune.models import build_model, recalibrate_batch_norm, unfreeze
+    from keras_notes.finetune.data import load_splits, make_augmentation
+    from keras_notes.finetune.models import build_model, unfreeze
     from keras_notes.finetune.multiworker import finish_multi_worker, train_multi_worker
     from keras_notes.finetune.strategy import check_batch_size
-    from keras_notes.finetune.train import (RECALIBRATION_BATCHES, FinetuneResult, format_history_table,
-                                            tensorboard_available)
+    from keras_notes.finetune.train import (FinetuneResult, recalibrate_trained_batch_norm, tensorboard_available,
+                                            write_report)
     from keras_notes.finetune.weights import resolve_weights
 
     config = dataclasses.replace(config.resolve(), strategy=STRATEGY_NAME, precision="float32")
@@ -79,9 +78,7 @@ def finetune_multi_worker(config):
             if previous != STRATEGY_NAME:  # its checkpoints are BackupAndRestore's, not this loop's
                 raise KerasNotesError(f"{run_dir!r} was trained with strategy {previous!r}; continue it with "
                                       f"that strategy, or give multi-worker training a new --output")
-        runio.write_json(os.path.join(run_dir, runio.CONFIG_FILE), config.to_dict())
-        runio.write_json(os.path.join(run_dir, runio.CLASS_NAMES_FILE), list(class_names))
-        runio.write_json(os.path.join(run_dir, runio.SKIPPED_FILE), [list(entry) for entry in splits.skipped])
+        runio.write_start(run_dir, config, splits)
         _say(f"{'continuing run folder' if continuing else 'run folder'}: {run_dir}")
     else:
         _say(f"{task.name} writes to {write_dir(run_dir, task)} (removed at the end); the chief writes {run_dir}")
@@ -96,14 +93,9 @@ def finetune_multi_worker(config):
 
     def recalibrate(model):
         # Every worker runs the same pass over the same (unsharded) images in the same seeded
-        # shuffled order, so the replicas stay equal; shuffled, because class-sorted batches
-        # miss the variance between classes.
-        plain_train = make_dataset(splits.train, config.image_size, config.batch_size, training=True,
-                                   seed=config.seed)
-        count = recalibrate_batch_norm(model, plain_train, max_batches=RECALIBRATION_BATCHES)
-        if count:
-            _say(f"re-estimated the moving statistics of {count} trained batch-norm layers")
-        return count  # nonzero: the model changed, so the final evaluation runs again
+        # shuffled order, so the replicas stay equal. Nonzero: the model changed, so the final
+        # evaluation runs again.
+        return recalibrate_trained_batch_norm(model, config, splits, say=_say)
 
     callbacks = []
     if tensorboard_available():  # each worker logs to its own write folder; the chief's is the run's logs/
@@ -124,13 +116,6 @@ def finetune_multi_worker(config):
     if task.is_chief:
         runio.save_model(result.model, os.path.join(run_dir, runio.MODEL_FILE))
         evaluation = _report_from_confusion(result.confusion, class_names)
-        runio.write_json(os.path.join(run_dir, runio.EVALUATION_FILE), evaluation)
-        plot_confusion_matrix(evaluation["confusion_matrix"], class_names,
-                              os.path.join(run_dir, runio.CONFUSION_FILE))
-        plot_training_curves(result.history, os.path.join(run_dir, runio.CURVES_FILE),
-                             phase2_start=config.epochs if config.fine_tune_epochs else None)
-        _say("\n" + format_history_table(result.history, config.epochs))
-        _say("\n" + format_class_table(evaluation))
-        _say(f"\nvalidation accuracy {evaluation['accuracy']:.4f}; run folder {run_dir}")
+        write_report(run_dir, config, class_names, result.history, evaluation, say=_say)
     finish_multi_worker(strategy, result)
     return FinetuneResult(run_dir, config, tuple(class_names), tuple(result.history), evaluation)

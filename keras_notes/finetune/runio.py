@@ -57,6 +57,13 @@ def read_json(path):
         return json.load(file)
 
 
+def write_start(run_dir, config, splits):
+    """What a run knows before training: ``config.json``, ``class_names.json``, ``skipped_files.json``."""
+    write_json(os.path.join(run_dir, CONFIG_FILE), config.to_dict())
+    write_json(os.path.join(run_dir, CLASS_NAMES_FILE), list(splits.class_names))
+    write_json(os.path.join(run_dir, SKIPPED_FILE), [list(entry) for entry in splits.skipped])
+
+
 def save_model(model, path):
     """Save ``model`` without its optimizer state to a temporary ``.keras`` name, then rename.
 
