@@ -58,6 +58,28 @@ class _CannotCount(Exception):
     """Raised by a rule when the configuration or input shape does not determine the count."""
 
 
+class _Settings:
+    """A layer's configuration read from its attributes: ``settings["units"]`` is ``layer.units``.
+
+    The keys are ``layer.get_config()``'s, and so are the values for every layer
+    with a rule here. ``get_config()`` itself is not used because it serialises the
+    dtype policy through a check that imports TensorFlow whenever it is installed,
+    even on the JAX backend (Keras 3.15, ``serialization_lib``).
+    """
+
+    def __init__(self, layer):
+        self._layer = layer
+
+    def __getitem__(self, key):
+        try:
+            return getattr(self._layer, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def get(self, key, default=None):
+        return getattr(self._layer, key, default)
+
+
 # ---------------------------------------------------------------------------
 # Arithmetic helpers. A factor is an int, or (text, value) to show how it arose.
 
@@ -273,7 +295,7 @@ def explain_layer(layer, input_shape=None, name=None, trainable=None):
         formula = "cannot count: the layer was never built or called, so its input shape is unknown"
     elif rule is not None:
         try:
-            formula, count, non_trainable = rule(layer, layer.get_config(), input_shape)
+            formula, count, non_trainable = rule(layer, _Settings(layer), input_shape)
         except (_CannotCount, KeyError, TypeError, IndexError) as error:
             formula = f"cannot count: {error}"
     return LayerParams(

@@ -5,6 +5,7 @@ against an independent computation (hand arithmetic or NumPy).
 """
 
 import os
+import re
 import subprocess
 import sys
 
@@ -55,7 +56,10 @@ def test_3_glorot_uniform_is_not_var_1_over_n():
     glorot, lecun = 2 / (fan_in + fan_out), 1 / fan_in  # 0.0015625 vs 0.0039
     assert kernel.var() == pytest.approx(glorot, rel=0.02)
     assert kernel.var() < lecun / 2
-    assert np.abs(kernel).max() <= np.sqrt(6 / (fan_in + fan_out))
+    # The kernel is float32, and limit*u can round just past the limit: over 40 seeds,
+    # 1-2 exceeded it by up to 2.6e-9 on both backends, under one float32 step there (7.5e-9).
+    limit = np.sqrt(6 / (fan_in + fan_out))
+    assert np.abs(kernel).max() <= limit + np.spacing(np.float32(limit))
     kurtosis = np.mean((kernel - kernel.mean())**4) / kernel.var()**2
     assert kurtosis == pytest.approx(1.8, abs=0.05)  # uniform: 1.8; a normal would give 3
     # The notes' rule exists in Keras under LeCun's name.
@@ -100,8 +104,9 @@ def test_6_notes_imports_work_but_keras_3_prints_no_backend_line():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "tensorflow"
-    assert "Using TensorFlow backend" not in result.stdout + result.stderr
+    # The child inherits KERAS_BACKEND: "tensorflow" by default, "jax" in CI's JAX pass.
+    assert result.stdout.strip() == keras.backend.backend()
+    assert not re.search(r"Using \w+ backend", result.stdout + result.stderr)
 
 
 def test_7_dense_on_a_1x5_input_keeps_the_length_1_axis():

@@ -3,7 +3,8 @@
 Each module has a library function that returns data (rows, arrays) and prints
 nothing; ``keras_notes/cli/<name>.py`` prints the table and draws the plot.
 
-- ``backprop``: a NumPy forward and backward pass checked against ``tf.GradientTape``.
+- ``backprop``: a NumPy forward and backward pass checked against the backend's autodiff
+  (``tf.GradientTape`` or ``jax.grad``).
 - ``gradients``: per-layer gradient norms of a deep dense network, per initializer
   and activation (vanishing and exploding gradients).
 - ``bias``: the bias as a threshold, with real ``Dense`` layers.

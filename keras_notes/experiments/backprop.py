@@ -2,8 +2,9 @@
 
 The network is the notes' kind of model: dense layers with ReLU, a softmax output and
 categorical cross-entropy averaged over the batch. The NumPy code is the reference
-that the tests check against ``tf.GradientTape`` on a float64 Keras model holding the
-same weights, and one NumPy SGD step against ``keras.optimizers.SGD``.
+that the tests check against the Keras backend's automatic differentiation
+(``tf.GradientTape`` on TensorFlow, ``jax.grad`` on JAX) on a float64 Keras model
+holding the same weights, and one NumPy SGD step against ``keras.optimizers.SGD``.
 
 The notes say the backward pass "continues until we reach the input layer where we do
 not modify anything". The correct form: the loss *does* have a gradient with respect
@@ -11,6 +12,7 @@ to the inputs (``backward`` returns it), but the inputs are data, not parameters
 optimizer ever updates them. Only kernels and biases are trainable.
 """
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,8 +118,27 @@ def make_data(sizes, batch, seed=0):
 
 # --- the same network in Keras -------------------------------------------------------
 
+def float64_scope():
+    """A context in which the Keras backend computes in float64.
+
+    JAX truncates float64 to float32 unless its ``jax_enable_x64`` flag is on; this
+    turns it on for the block only, leaving the caller's setting alone. TensorFlow
+    has float64 without a flag. Build the model and take its gradients inside it.
+    """
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.enable_x64(True)
+    return contextlib.nullcontext()
+
+
 def keras_model(params):
-    """A float64 ``keras.Sequential`` holding exactly ``params`` (ReLU hidden layers, softmax out)."""
+    """A float64 ``keras.Sequential`` holding exactly ``params`` (ReLU hidden layers, softmax out).
+
+    On JAX, call it inside ``float64_scope()``: outside, the weights become float32.
+    """
     import keras
 
     layers = [keras.Input(shape=(params[0][0].shape[0],), dtype="float64")]
@@ -137,8 +158,7 @@ def keras_loss():
     return keras.losses.CategoricalCrossentropy(dtype="float64")
 
 
-def tensorflow_gradients(model, x, y):
-    """``(loss, [dL/dvariable...], dL/dx)`` from ``tf.GradientTape``, as NumPy arrays."""
+def _tensorflow_gradients(model, x, y):
     import tensorflow as tf
 
     x = tf.constant(x, dtype=tf.float64)
@@ -149,13 +169,51 @@ def tensorflow_gradients(model, x, y):
     return float(loss), [g.numpy() for g in variable_grads], input_grad.numpy()
 
 
+def _jax_gradients(model, x, y):
+    import jax
+
+    if not jax.config.jax_enable_x64:
+        raise KerasNotesError("JAX computes in float32 here; call this inside backprop.float64_scope()")
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    def loss_of(trainable, x):
+        # stateless_call: the model as a pure function of its weights, which jax.grad needs.
+        probs, _ = model.stateless_call(trainable, non_trainable, x)
+        return keras_loss()(y, probs)
+
+    loss, (variable_grads, input_grad) = jax.value_and_grad(loss_of, argnums=(0, 1))(
+        trainable, jax.numpy.asarray(x, dtype="float64"))
+    return float(loss), [np.asarray(g) for g in variable_grads], np.asarray(input_grad)
+
+
+# backend name -> (model, x, y) -> (loss, [dL/dvariable...], dL/dx); each is the
+# backend's own automatic differentiation, independent of the NumPy backward pass.
+_AUTODIFF = {"tensorflow": _tensorflow_gradients, "jax": _jax_gradients}
+
+
+def autodiff_gradients(model, x, y):
+    """``(loss, [dL/dvariable...], dL/dx)`` from the Keras backend's autodiff, as NumPy arrays.
+
+    The variables' order is ``model.trainable_variables``'. ``tf.GradientTape`` on
+    TensorFlow; ``jax.value_and_grad`` over ``model.stateless_call`` on JAX.
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend not in _AUTODIFF:
+        raise KerasNotesError(f"no autodiff check for backend {backend!r}; choose from {sorted(_AUTODIFF)}")
+    return _AUTODIFF[backend](model, x, y)
+
+
 def compare_gradients(config=BackpropConfig()):
-    """NumPy vs ``tf.GradientTape`` on the same weights and batch.
+    """NumPy vs the backend's autodiff (``autodiff_gradients``) on the same weights and batch.
 
     Returns a dict: ``rows`` (one per kernel, bias and the input: name, shape, NumPy
-    norm, TF norm, max abs diff, trainable), ``loss_numpy``, ``loss_tf``,
-    ``sgd_max_abs_diff`` (weights after one NumPy SGD step vs one ``keras.optimizers.SGD``
-    step applied with the TF gradients) and ``trainable_count``.
+    norm, autodiff norm, max abs diff, trainable), ``backend``, ``loss_numpy``,
+    ``loss_autodiff`` (also under its older name ``loss_tf``), ``sgd_max_abs_diff``
+    (weights after one NumPy SGD step vs one ``keras.optimizers.SGD`` step applied with
+    the autodiff gradients) and ``trainable_count``.
     """
     import keras
 
@@ -164,26 +222,29 @@ def compare_gradients(config=BackpropConfig()):
     probs, cache = forward(params, x)
     grads, input_grad = backward(params, cache, probs, y)
 
-    model = keras_model(params)
-    loss_tf, tf_grads, tf_input_grad = tensorflow_gradients(model, x, y)
+    with float64_scope():
+        model = keras_model(params)
+        loss_autodiff, auto_grads, auto_input_grad = autodiff_gradients(model, x, y)
+        # One SGD step on each side with the same learning rate.
+        optimizer = keras.optimizers.SGD(learning_rate=config.learning_rate)
+        optimizer.apply_gradients(zip(auto_grads, model.trainable_variables))
+        stepped_keras = model.get_weights()
 
     rows = []
     numpy_grads = [g for pair in grads for g in pair]  # same order as model.trainable_variables
-    for variable, g_np, g_tf in zip(model.trainable_variables, numpy_grads, tf_grads):
+    for variable, g_np, g_auto in zip(model.trainable_variables, numpy_grads, auto_grads):
         rows.append((variable.path, tuple(g_np.shape), float(np.linalg.norm(g_np)),
-                     float(np.linalg.norm(g_tf)), float(np.max(np.abs(g_np - g_tf))), True))
+                     float(np.linalg.norm(g_auto)), float(np.max(np.abs(g_np - g_auto))), True))
     rows.append(("input x", tuple(input_grad.shape), float(np.linalg.norm(input_grad)),
-                 float(np.linalg.norm(tf_input_grad)), float(np.max(np.abs(input_grad - tf_input_grad))),
-                 False))
+                 float(np.linalg.norm(auto_input_grad)),
+                 float(np.max(np.abs(input_grad - auto_input_grad))), False))
 
-    # One SGD step on each side with the same learning rate.
     stepped = sgd_step(params, grads, config.learning_rate)
-    optimizer = keras.optimizers.SGD(learning_rate=config.learning_rate)
-    optimizer.apply_gradients(zip(tf_grads, model.trainable_variables))
     sgd_diff = max(float(np.max(np.abs(a - b))) for a, b in
-                   zip([w for pair in stepped for w in pair], model.get_weights()))
+                   zip([w for pair in stepped for w in pair], stepped_keras))
 
-    return {"rows": rows, "loss_numpy": cross_entropy(probs, y), "loss_tf": loss_tf,
+    return {"rows": rows, "backend": keras.backend.backend(), "loss_numpy": cross_entropy(probs, y),
+            "loss_autodiff": loss_autodiff, "loss_tf": loss_autodiff,
             "sgd_max_abs_diff": sgd_diff, "trainable_count": len(model.trainable_variables)}
 
 
@@ -205,8 +266,9 @@ def training_curves(config=BackpropConfig()):
         grads, _ = backward(params, cache, probs, y)
         params = sgd_step(params, grads, config.learning_rate)
 
-    model = keras_model(init_params(config.sizes, config.seed))
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=config.learning_rate), loss=keras_loss())
-    # One batch per epoch and no shuffling: each epoch is exactly one full-batch SGD step.
-    history = model.fit(x, y, batch_size=config.batch, epochs=config.steps, shuffle=False, verbose=0)
+    with float64_scope():
+        model = keras_model(init_params(config.sizes, config.seed))
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=config.learning_rate), loss=keras_loss())
+        # One batch per epoch and no shuffling: each epoch is exactly one full-batch SGD step.
+        history = model.fit(x, y, batch_size=config.batch, epochs=config.steps, shuffle=False, verbose=0)
     return np.array(numpy_losses), np.array(history.history["loss"], dtype=np.float64)

@@ -1,0 +1,41 @@
+"""On the JAX backend, the notes' builders, the parameter engine and the backprop check
+run without importing TensorFlow (fine-tuning, which needs tf.distribute, is not imported)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+# Each step prints whether TensorFlow has been imported so far; a failure names the step.
+CODE = """
+import sys
+def report(step):
+    print(step, "tensorflow" in sys.modules, flush=True)
+
+import keras, keras_notes
+from keras_notes import notes_models, params
+from keras_notes.experiments import backprop
+report("import")
+for name, build in notes_models.MODELS.items():
+    model = build()
+    assert params.count_params(model) == params.keras_counts(model), name
+report("build+count")
+result = backprop.compare_gradients(backprop.BackpropConfig(batch=8))
+assert max(row[4] for row in result["rows"]) < 1e-10, result["rows"]
+report("backprop")
+print("backend", keras.backend.backend())
+"""
+
+
+def test_jax_backend_never_imports_tensorflow():
+    pytest.importorskip("jax")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    # Before params stopped calling layer.get_config() (whose serialisation imports
+    # TensorFlow whenever it is installed), this read "build+count True".
+    steps = dict(line.split() for line in result.stdout.splitlines())
+    assert steps == {"import": "False", "build+count": "False", "backprop": "False", "backend": "jax"}
+
