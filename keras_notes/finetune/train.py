@@ -78,7 +78,7 @@ def phase_callbacks(run_dir, phase, append):
         keras.callbacks.CSVLogger(os.path.join(run_dir, runio.HISTORY_FILE), append=append),
         # Each backup file is written whole under a temporary name, then renamed (guards.py).
         guards.AtomicBackupAndRestore(os.path.join(run_dir, runio.CHECKPOINT_DIR, f"phase{phase}"),
-                                      double_checkpoint=True, delete_checkpoint=False),
+                                      delete_checkpoint=False),
     ]
     if tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(run_dir, runio.LOG_DIR)))
