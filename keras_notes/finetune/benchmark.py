@@ -138,7 +138,7 @@ def reference_arm(config, output):
     import tensorflow as tf
 
     from keras_notes.finetune.archs import get_arch
-    from keras_notes.finetune.layers import ImagePreprocessing
+    from keras_notes.layers import ImagePreprocessing
     from keras_notes.finetune.train import compile_model
     from keras_notes.finetune.weights import load_base
 

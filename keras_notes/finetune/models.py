@@ -19,7 +19,7 @@ import numpy as np
 
 from keras_notes.errors import KerasNotesError
 from keras_notes.finetune.archs import get_arch
-from keras_notes.finetune.layers import ImagePreprocessing
+from keras_notes.layers import ImagePreprocessing
 from keras_notes.finetune.weights import load_base, resolve_weights
 
 BASE_LAYER_NAME = "base"  # the nested keras.applications model inside every build_model model

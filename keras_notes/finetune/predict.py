@@ -28,9 +28,7 @@ def load_run(run_dir, unsafe_load=False):
     stored Python code run: only for a file the user trusts. Without it such a file is
     refused with a one-line ``KerasNotesError`` saying so.
     """
-    import keras
-
-    import keras_notes.finetune.layers  # noqa: F401 -- registers ImagePreprocessing, which model.keras holds
+    import keras  # ImagePreprocessing, which model.keras holds, is registered by keras_notes/__init__.py
 
     run_dir = os.fspath(run_dir)
     model_path = os.path.join(run_dir, runio.MODEL_FILE)

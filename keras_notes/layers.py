@@ -1,7 +1,10 @@
-"""The one custom layer: ImageNet preprocessing inside the model.
+"""The package's one custom layer: ImageNet preprocessing inside the model.
 
 A ``Lambda`` would do the same arithmetic but cannot be loaded with Keras's
-``safe_mode`` on; a registered layer can.
+``safe_mode`` on; a registered layer can. ``import keras_notes`` imports this module,
+so the registration (as ``keras_notes>ImagePreprocessing``, the name every saved
+``model.keras`` refers to) is done before a user calls ``keras.saving.load_model``.
+It needs only Keras, on any backend.
 """
 
 import keras
