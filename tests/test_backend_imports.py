@@ -1,5 +1,6 @@
 """On the JAX backend, the notes' builders, the parameter engine and the backprop check
-run without importing TensorFlow (fine-tuning, which needs tf.distribute, is not imported)."""
+run without importing TensorFlow (fine-tuning, which needs tf.distribute, is not imported),
+and a model holding the package's layer saves and loads."""
 
 import os
 import subprocess
@@ -25,17 +26,30 @@ result = backprop.compare_gradients(backprop.BackpropConfig(batch=8))
 assert max(row[4] for row in result["rows"]) < 1e-10, result["rows"]
 report("backprop")
 print("backend", keras.backend.backend())
+
+# Last, as it may import TensorFlow: Keras's own model.save checks whether TensorFlow is
+# installed (serialization_lib), on any backend. A saved ImagePreprocessing loads on JAX.
+import numpy as np
+inputs = keras.Input((8, 8, 3))
+x = keras_notes.ImagePreprocessing("caffe", name="preprocessing")(inputs)
+model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
+images = np.random.default_rng(0).uniform(0, 255, (3, 8, 8, 3)).astype("float32")
+model.save(sys.argv[1])
+loaded = keras.models.load_model(sys.argv[1])
+np.testing.assert_allclose(np.asarray(loaded(images)), np.asarray(model(images)), rtol=0, atol=1e-6)
+print("save+load", "ok")
 """
 
 
-def test_jax_backend_never_imports_tensorflow():
+def test_jax_backend_never_imports_tensorflow(tmp_path):
     pytest.importorskip("jax")
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True,
-                            timeout=300, env=env)
+    result = subprocess.run([sys.executable, "-c", CODE, str(tmp_path / "model.keras")],
+                            capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr
     # Before params stopped calling layer.get_config() (whose serialisation imports
     # TensorFlow whenever it is installed), this read "build+count True".
     steps = dict(line.split() for line in result.stdout.splitlines())
-    assert steps == {"import": "False", "build+count": "False", "backprop": "False", "backend": "jax"}
+    assert steps == {"import": "False", "build+count": "False", "backprop": "False", "backend": "jax",
+                     "save+load": "ok"}
 
