@@ -16,37 +16,21 @@ import dataclasses
 import os
 import sys
 
-from keras_notes.cli._common import user_errors_exit_2
+from keras_notes.cli._common import add_config_flags, config_from_args, user_errors_exit_2
 from keras_notes.finetune.export_config import ExportConfig
 
 GATE_FAILED = 1
 
 
-def _add_field(parser, field):
-    meta = field.metadata
-    help_text = meta["help"] if "default" in meta["help"] else f"{meta['help']} (default: %(default)s)"
-    flag = "--" + field.name.replace("_", "-")
-    if meta.get("positional"):
-        parser.add_argument(field.name, type=meta["parse"], help=meta["help"])
-    elif meta["parse"] is None:
-        parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=field.default,
-                            help=help_text)
-    else:
-        options = {key: meta[key] for key in ("nargs", "choices") if key in meta}
-        parser.add_argument(flag, dest=field.name, type=meta["parse"], default=field.default, help=help_text,
-                            **options)
-
-
 def build_parser():
     parser = argparse.ArgumentParser(prog="keras-notes-export", description=__doc__.splitlines()[0])
-    for field in dataclasses.fields(ExportConfig):
-        _add_field(parser, field)
+    add_config_flags(parser, ExportConfig)
     return parser
 
 
 def parse_args(argv=None):
     """The command line as an ``ExportConfig`` (validated: a bad value raises ``KerasNotesError``)."""
-    return ExportConfig(**vars(build_parser().parse_args(argv)))
+    return config_from_args(ExportConfig, build_parser().parse_args(argv))
 
 
 @user_errors_exit_2

@@ -1,22 +1,18 @@
-"""The export command's configuration: one frozen dataclass, which the command line is generated from."""
+"""The export command's configuration: one frozen dataclass, which the command line is generated from.
+
+Each field's help text and parser sit beside its default (``keras_notes.fields.option``);
+``keras_notes/cli/export.py`` turns them into flags with ``add_config_flags``.
+"""
 
 import dataclasses
 import os
 
 from keras_notes.errors import KerasNotesError
+from keras_notes.fields import none_or, option
 
 FORMATS = ("saved_model", "litert", "onnx")
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")  # LiteRT's; the other formats stay float32
 ALL = "all"
-
-
-def _field(default, help, parse=None, **cli):
-    """A dataclass field whose metadata feeds the generated command line."""
-    return dataclasses.field(default=default, metadata={"help": help, "parse": parse, **cli})
-
-
-def _none_or_str(text):
-    return None if text.lower() == "none" else text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,30 +20,30 @@ class ExportConfig:
     """What ``export_run`` exports, from which run, and how it checks each file."""
 
     # Required: a finished run folder of keras-notes-finetune (model.keras, evaluation.json, ...).
-    run_dir: str = _field(None, "finished run folder of keras-notes-finetune", str, positional=True)
+    run_dir: str = option(None, "finished run folder of keras-notes-finetune", str, positional=True)
     # LiteRT by default: the format for phones and boards, the reason most users export.
     # (No argparse choices: a wrong name is then the config's one-line error, not argparse's usage dump.)
-    format: tuple = _field(("litert",), "formats to export: saved_model litert onnx, or all", str, nargs="+")
+    format: tuple = option(("litert",), "formats to export: saved_model litert onnx, or all", str, nargs="+")
     # No quantisation by default: a float32 file that predicts what model.keras predicts.
-    quantize: tuple = _field(("none",), "LiteRT quantisations: none float16 dynamic int8, or all", str,
+    quantize: tuple = option(("none",), "LiteRT quantisations: none float16 dynamic int8, or all", str,
                              nargs="+")
     # None: <run_dir>/export, beside the model it came from.
-    output: str = _field(None, "folder for the exported files and report.json (default: <run_dir>/export)",
-                         _none_or_str)
+    output: str = option(None, "folder for the exported files and report.json (default: <run_dir>/export)",
+                         none_or(str))
     # None: the folders the run recorded; name them again when they have moved.
-    data: str = _field(None, "the run's image folder, if it has moved since training (default: as recorded)",
-                       _none_or_str)
-    val_dir: str = _field(None, "the run's separate validation folder, if it had one and it has moved",
-                          _none_or_str)
+    data: str = option(None, "the run's image folder, if it has moved since training (default: as recorded)",
+                       none_or(str))
+    val_dir: str = option(None, "the run's separate validation folder, if it had one and it has moved",
+                          none_or(str))
     # 200: int8 accuracy on the digits runs was flat from 100 to 300 calibration images (docs/export.md),
     # and 200 decode and calibrate in seconds at 64 px.
-    calibration_images: int = _field(200, "training images (a seeded sample) that calibrate int8", int)
+    calibration_images: int = option(200, "training images (a seeded sample) that calibrate int8", int)
     # False: an artifact that loses more accuracy than its gate allows fails the command.
-    allow_drop: bool = _field(False, "keep going (exit 0) when an artifact fails the fidelity gate")
+    allow_drop: bool = option(False, "keep going (exit 0) when an artifact fails the fidelity gate")
     # 50 timed calls: the median of 50 was stable to a few percent on a shared 2-core machine.
-    latency_runs: int = _field(50, "batch-1 calls timed per artifact and thread count (0: no latency)", int)
+    latency_runs: int = option(50, "batch-1 calls timed per artifact and thread count (0: no latency)", int)
     # 32: Keras's default batch; only the accuracy pass uses it.
-    batch_size: int = _field(32, "batch size of the validation pass", int)
+    batch_size: int = option(32, "batch size of the validation pass", int)
 
     def __post_init__(self):
         for name in ("run_dir", "output", "data", "val_dir"):  # pathlib paths -> str, for report.json

@@ -1,6 +1,6 @@
 """Top-k predictions of a finished run's model, or of a file exported from it, on new images.
 
-Output is CSV or JSON. Any engine of ``keras_notes.finetune.engines`` serves (model.keras,
+Output is CSV or JSON. Any engine of ``keras_notes.deploy.engines`` serves (model.keras,
 SavedModel, LiteRT, ONNX). A Keras model is loaded with Keras's ``safe_mode`` left on:
 ``model.keras`` holds only registered layers (``ImagePreprocessing`` instead of a
 ``Lambda``), so nothing needs unsafe deserialisation. Images are decoded and resized by the same function the
@@ -22,26 +22,18 @@ from keras_notes.finetune.scan import IMAGE_EXTENSIONS, check_image
 FORMATS = ("csv", "json")
 
 
-def load_model_file(model_path, unsafe_load=False):
-    """The Keras model in ``model_path`` (uncompiled); ``KerasNotesError`` if Keras's safe_mode refuses it.
+def load_run(run_dir, unsafe_load=False):
+    """``(model, class_names)`` of the run in ``run_dir``; ``KerasNotesError`` if it holds no model.
 
-    ``unsafe_load=True`` turns Keras's ``safe_mode`` off, which lets a ``Lambda`` layer's
-    stored Python code run: only for a file the user trusts. Without it such a file is
-    refused with a one-line ``KerasNotesError`` saying so.
+    ``unsafe_load``: see ``keras_notes.deploy.engines.load_model_file``.
     """
-    import keras
+    from keras_notes.deploy.engines import engine_kind, load_model_file, read_class_names
 
-    import keras_notes.finetune.layers  # noqa: F401 -- registers ImagePreprocessing, which model.keras holds
-
-    try:
-        return keras.saving.load_model(model_path, compile=False, safe_mode=not unsafe_load)
-    except ValueError as error:
-        # Keras's safe_mode refusal ("Requested the deserialization of a `lambda` object ...").
-        if unsafe_load or "safe_mode" not in str(error):
-            raise
-        raise KerasNotesError(
-            f"refusing to load {model_path!r}: it holds a Lambda layer (Python code that would run on "
-            f"loading), which Keras's safe_mode blocks; pass --unsafe-load only if you trust this file") from None
+    run_dir = os.fspath(run_dir)
+    if engine_kind(run_dir) != "keras":
+        raise KerasNotesError(f"no trained model in {run_dir!r}: {runio.MODEL_FILE} is missing")
+    model = load_model_file(os.path.join(run_dir, runio.MODEL_FILE), unsafe_load=unsafe_load)
+    return model, read_class_names(run_dir, "keras")
 
 
 def collect_images(inputs):
@@ -80,7 +72,7 @@ def _needs_pil(path):
 def predict_images(engine, paths, top_k=3, batch_size=32):
     """One dict per image: ``{"path", "predictions": [{"label", "probability"}, ...]}``, best first.
 
-    ``engine`` is a ``keras_notes.finetune.engines.Engine`` (a run's model.keras or an exported
+    ``engine`` is a ``keras_notes.deploy.engines.Engine`` (a run's model.keras or an exported
     file). ``top_k`` is capped at the number of classes. Probabilities are the model's
     softmax outputs (each image's sum to 1 across all classes).
     """
@@ -131,9 +123,9 @@ def predict(model_path, inputs, top_k=3, fmt="csv", output=None, unsafe_load=Fal
 
     ``model_path``: a run folder, or a file ``keras-notes-export`` wrote (.tflite, .onnx, a
     SavedModel folder), each with its class names beside it. ``unsafe_load``: see
-    ``load_model_file``; off by default.
+    ``keras_notes.deploy.engines.load_model_file``; off by default.
     """
-    from keras_notes.finetune.engines import load_engine
+    from keras_notes.deploy.engines import load_engine
 
     if fmt not in FORMATS:
         raise KerasNotesError(f"format must be one of {list(FORMATS)}; received format={fmt!r}")

@@ -32,8 +32,10 @@ class RunFiles:
     val_dir: str = None  # the separate validation folder, or None when validation was split off data_dir
 
     def present_train(self):
-        """``train``, or ``KerasNotesError`` if a file is missing (the folder moved: ``--data``)."""
-        return check_present(self.train, "training images", self.data_dir, "--data")
+        """``train``, or ``KerasNotesError`` if a file is missing (the folder moved: ``--data``).
+
+        Only int8 needs them (its calibration sample), so the message says so."""
+        return check_present(self.train, "training images (int8 calibrates on them)", self.data_dir, "--data")
 
     def present_val(self):
         """``val``, or ``KerasNotesError`` if a file is missing (``--val-dir`` or ``--data``)."""

@@ -16,19 +16,23 @@ scale and zero point. The class names travel beside each exported file
 ``threads``: ``None`` is the engine's own default (TensorFlow and ONNX Runtime use every
 core, LiteRT decides per kernel); an integer fixes it. TensorFlow fixes its thread pools
 for the whole process when it starts, so the two TensorFlow engines accept a thread count
-only before anything has run (``keras_notes.finetune.latency`` measures them in a fresh
+only before anything has run (``keras_notes.deploy.latency`` measures them in a fresh
 process for that reason).
 """
 
 import dataclasses
 import importlib.util
+import json
 import os
 
 import numpy as np
 
 from keras_notes.errors import KerasNotesError
-from keras_notes.finetune import runio
 
+# The run folder's own names (keras_notes.finetune.runio), repeated here so that running an
+# exported file imports neither TensorFlow nor the training package; a test keeps them equal.
+MODEL_FILE = "model.keras"
+CLASS_NAMES_FILE = "class_names.json"
 CLASS_NAMES_SUFFIX = ".class_names.json"
 SAVED_MODEL_FILE = "saved_model.pb"
 # The packages each engine imports, and the pip package that provides each one.
@@ -44,7 +48,11 @@ EXTRA_INSTALL = "pip install 'keras_notes[export]'"
 def check_installed(modules):
     """``KerasNotesError`` naming the first missing ``(module, pip package)`` and the install command."""
     for module, package in modules:
-        if importlib.util.find_spec(module) is None:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # blocked by an import hook, or set to None in sys.modules
+            found = False
+        if not found:
             raise KerasNotesError(f"{package} is not installed (module {module!r} not found); "
                                   f"install the export extra: {EXTRA_INSTALL}")
 
@@ -53,7 +61,7 @@ def class_names_path(artifact):
     """Where the class names of ``artifact`` live: inside a folder, or ``<file>.class_names.json`` beside a file."""
     artifact = os.fspath(artifact)
     if os.path.isdir(artifact):
-        return os.path.join(artifact, runio.CLASS_NAMES_FILE)
+        return os.path.join(artifact, CLASS_NAMES_FILE)
     return artifact + CLASS_NAMES_SUFFIX
 
 
@@ -61,11 +69,11 @@ def engine_kind(path):
     """The engine ``path`` needs; ``KerasNotesError`` for anything else."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        if os.path.isfile(os.path.join(path, runio.MODEL_FILE)):
+        if os.path.isfile(os.path.join(path, MODEL_FILE)):
             return "keras"
         if os.path.isfile(os.path.join(path, SAVED_MODEL_FILE)):
             return "saved_model"
-        raise KerasNotesError(f"no trained model in {path!r}: {runio.MODEL_FILE} is missing (a run folder "
+        raise KerasNotesError(f"no trained model in {path!r}: {MODEL_FILE} is missing (a run folder "
                               f"holds it), and so is {SAVED_MODEL_FILE} (a SavedModel folder holds that)")
     if not os.path.isfile(path):
         raise KerasNotesError(f"no such model file or folder: {path!r}")
@@ -104,7 +112,7 @@ def load_engine(path, threads=None, unsafe_load=False, class_names=None):
         raise KerasNotesError(f"threads must be a positive integer or None; received threads={threads!r}")
     predict, image_size, outputs = _LOADERS[kind](path, threads, unsafe_load)
     if class_names is None:
-        class_names = _read_class_names(path, kind)
+        class_names = read_class_names(path, kind)
     if outputs != len(class_names):
         raise KerasNotesError(f"{path!r} has {outputs} outputs but its class names list {len(class_names)}")
     return Engine(kind, path, image_size, tuple(class_names), predict)
@@ -121,14 +129,42 @@ def _keras_predict(model):
     return lambda images: model.predict_on_batch(images)
 
 
-def _read_class_names(path, kind):
-    names_path = (os.path.join(path, runio.CLASS_NAMES_FILE) if kind == "keras" and os.path.isdir(path)
-                  else os.path.join(os.path.dirname(path), runio.CLASS_NAMES_FILE) if kind == "keras"
+def read_class_names(path, kind):
+    """The class names stored for the model at ``path`` (a run's ``class_names.json``, or the file beside it)."""
+    names_path = (os.path.join(path, CLASS_NAMES_FILE) if kind == "keras" and os.path.isdir(path)
+                  else os.path.join(os.path.dirname(path), CLASS_NAMES_FILE) if kind == "keras"
                   else class_names_path(path))
     if not os.path.isfile(names_path):
         raise KerasNotesError(f"no class names for {path!r}: {names_path!r} is missing (keras-notes-export "
                               f"writes it beside every file it exports)")
-    return tuple(runio.read_json(names_path))
+    return tuple(read_json(names_path))
+
+
+def load_model_file(model_path, unsafe_load=False):
+    """The Keras model in ``model_path`` (uncompiled); ``KerasNotesError`` if Keras's safe_mode refuses it.
+
+    ``unsafe_load=True`` turns Keras's ``safe_mode`` off, which lets a ``Lambda`` layer's
+    stored Python code run: only for a file the user trusts. Without it such a file is
+    refused with a one-line ``KerasNotesError`` saying so.
+    """
+    import keras
+
+    import keras_notes.finetune.layers  # noqa: F401 -- registers ImagePreprocessing, which model.keras holds
+
+    try:
+        return keras.saving.load_model(model_path, compile=False, safe_mode=not unsafe_load)
+    except ValueError as error:
+        # Keras's safe_mode refusal ("Requested the deserialization of a `lambda` object ...").
+        if unsafe_load or "safe_mode" not in str(error):
+            raise
+        raise KerasNotesError(
+            f"refusing to load {model_path!r}: it holds a Lambda layer (Python code that would run on "
+            f"loading), which Keras's safe_mode blocks; pass --unsafe-load only if you trust this file") from None
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as file:
+        return json.load(file)
 
 
 def _set_tensorflow_threads(threads):
@@ -148,10 +184,8 @@ def _set_tensorflow_threads(threads):
 
 
 def _load_keras(path, threads, unsafe_load):
-    from keras_notes.finetune.predict import load_model_file
-
     _set_tensorflow_threads(threads)
-    model_path = os.path.join(path, runio.MODEL_FILE) if os.path.isdir(path) else path
+    model_path = os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
     model = load_model_file(model_path, unsafe_load=unsafe_load)
     return _keras_predict(model), model.input_shape[1], model.output_shape[-1]
 

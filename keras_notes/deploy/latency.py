@@ -10,7 +10,7 @@ The input is one seeded uniform 0-255 image: none of these models has a data-dep
 branch, so the content does not change the work done (int8 included: the same kernels run
 on whatever values arrive).
 
-    python -m keras_notes.finetune.latency MODEL --threads 1 --runs 50   -> {"median_ms": ..., ...} on stdout
+    python -m keras_notes.deploy.latency MODEL --threads 1 --runs 50   -> {"median_ms": ..., ...} on stdout
 """
 
 import argparse
@@ -42,7 +42,7 @@ def median_latency_ms(engine, runs, seed=0):
 def measure_in_fresh_process(path, threads, runs, timeout=900):
     """``median_latency_ms`` of the model at ``path`` with ``threads`` (None: the engine's default), timed
     in a child process; ``RuntimeError`` with the child's last words if it fails."""
-    command = [sys.executable, "-m", "keras_notes.finetune.latency", os.fspath(path), "--runs", str(runs)]
+    command = [sys.executable, "-m", "keras_notes.deploy.latency", os.fspath(path), "--runs", str(runs)]
     if threads is not None:
         command += ["--threads", str(threads)]
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
@@ -53,12 +53,12 @@ def measure_in_fresh_process(path, threads, runs, timeout=900):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m keras_notes.finetune.latency", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m keras_notes.deploy.latency", description=__doc__.splitlines()[0])
     parser.add_argument("model", help="run folder, .keras, SavedModel folder, .tflite or .onnx")
     parser.add_argument("--threads", type=int, default=None, help="engine threads (default: the engine's own)")
     parser.add_argument("--runs", type=int, default=50, help="timed calls after the warm-up")
     args = parser.parse_args(argv)
-    from keras_notes.finetune.engines import load_engine
+    from keras_notes.deploy.engines import load_engine
 
     engine = load_engine(args.model, threads=args.threads)
     print(json.dumps({"median_ms": median_latency_ms(engine, args.runs), "threads": args.threads,
