@@ -17,9 +17,11 @@ Every file is written under a temporary name and renamed into place (``keras_not
 Each file takes what ``model.keras`` takes (raw 0-255 RGB, the preprocessing is inside) and
 returns class probabilities; ``keras_notes.deploy.engines`` runs any of them.
 
-The conversions run in this process. ``TFLiteConverter.convert`` keeps some memory on every
-call in TF 2.20/2.21 (tensorflow#122598); measured here (docs/export.md) it is a few MB per
-conversion after the first, and one command converts at most four times, then exits.
+The conversions run in this process. ``TFLiteConverter.convert`` keeps memory on every call
+in TF 2.20/2.21 (tensorflow#122598). Measured on VGG16 (59 MB of weights, docs/export.md):
+3 MB per call over 8 calls, and no growth beyond noise (1,311, 1,421, 1,306, 1,310 MiB
+resident) across the four LiteRT conversions of one command, which then exits. A process
+per conversion would cost a TensorFlow start-up (5-8 s) each to save a few MB.
 """
 
 import dataclasses
@@ -104,7 +106,7 @@ def export_run(run_dir, formats=("litert",), quantize=("none",), say=print, cali
     files = run_files(config.run_dir, config.data, config.val_dir)
     val = files.present_val()
     if calibration_files is None and "int8" in [recipe.quantize for recipe in recipes]:
-        calibration_files = _calibration_sample(files.present_train(), config.calibration_images,
+        calibration_files = calibration_sample(files.present_train(), config.calibration_images,
                                                 runio.read_json(os.path.join(config.run_dir, runio.CONFIG_FILE))["seed"])
     output = _prepare_output(config.output_dir)
 
@@ -120,7 +122,7 @@ def export_run(run_dir, formats=("litert",), quantize=("none",), say=print, cali
 
     representative = None
     if calibration_files is not None:
-        representative = _representative(calibration_files, reference_engine.image_size)
+        representative = representative_dataset(calibration_files, reference_engine.image_size)
     for recipe in recipes:
         path = os.path.join(output, recipe.filename)
         start = time.perf_counter()
@@ -158,14 +160,14 @@ def _prepare_output(path):
     return path
 
 
-def _calibration_sample(train, count, seed):
+def calibration_sample(train, count, seed):
     """``count`` training files (all of them if fewer), drawn without replacement by a generator seeded ``seed``."""
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(train), size=min(count, len(train)), replace=False)
     return train.subset(sorted(chosen.tolist()))
 
 
-def _representative(files, image_size):
+def representative_dataset(files, image_size):
     """The converter's ``representative_dataset``: each image as ``[(1, size, size, 3) float32]``, 0-255.
 
     Decoded once, by the training pipeline's ``image_dataset``, so calibration sees the
