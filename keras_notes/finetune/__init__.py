@@ -11,6 +11,7 @@ One module per concern:
 - ``config``: ``FinetuneConfig``, the frozen dataclass the CLI mirrors.
 - ``strategy``: choosing a ``tf.distribute`` strategy and precision.
 - ``train``: ``finetune(config)``, the two training phases on ``fit``.
+- ``frozen_part``: cutting the model where its frozen part ends (the part that runs once, the part that trains).
 - ``cache``: each phase on the frozen part's output, computed once (phase 2's cut kept by phase 1's pass).
 - ``guards``: stopping cleanly on a signal or a NaN loss; atomic backups.
 - ``benchmark``: the keras.io recipe against the package, timed side by side.
