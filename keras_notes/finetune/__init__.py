@@ -14,7 +14,6 @@ One module per concern:
 - ``frozen_part``: cutting the model where its frozen part ends (the part that runs once, the part that trains).
 - ``cache``: each phase on the frozen part's output, computed once (phase 2's cut kept by phase 1's pass).
 - ``guards``: stopping cleanly on a signal or a NaN loss; atomic backups.
-- ``benchmark``: the keras.io recipe against the package, timed side by side.
 - ``evaluate``: accuracy, per-class precision/recall/F1, confusion matrix, plots.
 - ``runio``: the run folder, atomic writes, resume checks.
 - ``predict``: top-k predictions from a saved run.

@@ -16,8 +16,10 @@ peak resident memory and final validation accuracy of each, and their ratio.
 import argparse
 
 from keras_notes.cli._common import add_config_flags, comma_separated, user_errors_exit_2
-from keras_notes.finetune.benchmark import ARMS, BenchmarkConfig
 from keras_notes.finetune.config import AUGMENTATIONS
+from keras_notes_benchmarks import accuracy_seeds, cpu_choices, growth, race
+from keras_notes_benchmarks.config import BenchmarkConfig
+from keras_notes_benchmarks.modes import MODES
 
 HELP = {
     "data_dir": "image folder with one sub-folder per class; without it, --images images are generated",
@@ -31,9 +33,7 @@ HELP = {
     "repeats": "timed runs of each arm",
     "warmup": "run each arm once for one epoch first, not counted",
     "seed": "seed for the data, the split and the initialisation",
-    "mode": "phase1: the keras.io recipe against the package; phase2: phase 2 streamed through the whole "
-            "base against the package's cache at the cut; augment: the package's augmented run against the "
-            "same training fed from images decoded in RAM",
+    "mode": "; ".join(f"{name}: {mode.help}" for name, mode in MODES.items()),
     "fine_tune_epochs": "phase 2 epochs (--mode phase2)",
     "unfreeze_from": "phase 2 trains the base from this layer on (--mode phase2; the default is MobileNet's "
                      "last two depthwise/pointwise blocks)",
@@ -48,7 +48,7 @@ DEFAULTS = BenchmarkConfig()
 def build_parser():
     parser = argparse.ArgumentParser(prog="keras-notes-benchmark", description=__doc__.splitlines()[0])
     add_config_flags(parser, BenchmarkConfig, {name: text for name, text in HELP.items() if name not in CHOICES})
-    parser.add_argument("--mode", choices=list(ARMS), default=DEFAULTS.mode,
+    parser.add_argument("--mode", choices=list(MODES), default=DEFAULTS.mode,
                         help=f"{HELP['mode']} (default: %(default)s)")
     parser.add_argument("--augment", nargs="*", choices=AUGMENTATIONS, default=DEFAULTS.augment,
                         help=f"{HELP['augment']} (default: %(default)s)")
@@ -77,31 +77,24 @@ def parse_args(argv=None):
 
 @user_errors_exit_2
 def main(argv=None):
-    config, growth, cpu_choices, seeds = parse_args(argv)
-    from keras_notes.finetune import benchmark
-
+    config, growth_sizes, run_cpu_choices, seeds = parse_args(argv)
     if seeds:
         print(f"accuracy spread: {config.arch} at {config.image_size} px, {config.epochs} head epochs, "
               f"{config.images} generated images, seeds 0-{seeds - 1}", flush=True)
-        print(benchmark.format_accuracy_spread(benchmark.accuracy_spread(config, range(seeds))))
+        print(accuracy_seeds.format_accuracy_spread(accuracy_seeds.accuracy_spread(config, range(seeds))))
         return 0
-    if cpu_choices:
+    if run_cpu_choices:
         print(f"CPU choices: {config.arch} at {config.image_size} px, batch {config.batch_size}, median of "
               f"{config.repeats} runs of each setting", flush=True)
-        print(benchmark.format_cpu_choices(benchmark.run_cpu_choices(config)))
+        print(cpu_choices.format_cpu_choices(cpu_choices.run_cpu_choices(config)))
         return 0
-    if growth:
+    if growth_sizes:
         print(f"growth: package on {config.arch} at {config.image_size} px, {config.epochs} epochs, batch "
-              f"{config.batch_size}, generated folders of {', '.join(map(str, growth))} images", flush=True)
-        print(benchmark.format_growth(benchmark.run_growth(config, growth)))
+              f"{config.batch_size}, generated folders of {', '.join(map(str, growth_sizes))} images", flush=True)
+        print(growth.format_growth(growth.run_growth(config, growth_sizes)))
         return 0
-    what = {"phase1": "phase 1: keras.io recipe vs package",
-            "phase2": f"phase 2 from {config.unfreeze_from}, {config.fine_tune_epochs} epochs: streamed vs package",
-            "augment": f"augmentation {list(config.augment)}: images in RAM vs package"}[config.mode]
-    print(f"benchmark, {what}; {config.arch} at {config.image_size} px, {config.epochs} phase 1 epochs, batch "
-          f"{config.batch_size}, {'folder ' + config.data_dir if config.data_dir else f'{config.images} generated images'}",
-          flush=True)
-    print(benchmark.format_summary(benchmark.run_benchmark(config), config.mode))
+    print(race.headline(config), flush=True)
+    print(race.format_summary(race.run_benchmark(config), config.mode))
     return 0
 
 
