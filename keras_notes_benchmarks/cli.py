@@ -15,43 +15,14 @@ peak resident memory and final validation accuracy of each, and their ratio.
 
 import argparse
 
-from keras_notes.cli._common import add_config_flags, comma_separated, user_errors_exit_2
-from keras_notes.finetune.config import AUGMENTATIONS
+from keras_notes.cli._common import add_config_flags, comma_separated, config_from_args, user_errors_exit_2
 from keras_notes_benchmarks import accuracy_seeds, cpu_choices, growth, race
 from keras_notes_benchmarks.config import BenchmarkConfig
-from keras_notes_benchmarks.modes import MODES
-
-HELP = {
-    "data_dir": "image folder with one sub-folder per class; without it, --images images are generated",
-    "images": "images to generate, split evenly over --classes",
-    "classes": "classes to generate",
-    "image_size": "side of the square input in pixels",
-    "arch": "base architecture",
-    "epochs": "phase 1 (head) epochs",
-    "batch_size": "batch size",
-    "val_split": "fraction held out for validation",
-    "repeats": "timed runs of each arm",
-    "warmup": "run each arm once for one epoch first, not counted",
-    "seed": "seed for the data, the split and the initialisation",
-    "mode": "; ".join(f"{name}: {mode.help}" for name, mode in MODES.items()),
-    "fine_tune_epochs": "phase 2 epochs (--mode phase2)",
-    "unfreeze_from": "phase 2 trains the base from this layer on (--mode phase2; the default is MobileNet's "
-                     "last two depthwise/pointwise blocks)",
-    "augment": "augmentation layers (--mode augment)",
-    "base_weights": "weights file for the base; without it, a random base whose batch-norm statistics are "
-                    "measured on the images",
-}
-CHOICES = ("mode", "augment")  # flags with a fixed set of values, added by hand
-DEFAULTS = BenchmarkConfig()
 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="keras-notes-benchmark", description=__doc__.splitlines()[0])
-    add_config_flags(parser, BenchmarkConfig, {name: text for name, text in HELP.items() if name not in CHOICES})
-    parser.add_argument("--mode", choices=list(MODES), default=DEFAULTS.mode,
-                        help=f"{HELP['mode']} (default: %(default)s)")
-    parser.add_argument("--augment", nargs="*", choices=AUGMENTATIONS, default=DEFAULTS.augment,
-                        help=f"{HELP['augment']} (default: %(default)s)")
+    add_config_flags(parser, BenchmarkConfig)
     parser.add_argument("--growth", type=comma_separated(int), default=None, metavar="N,N,...",
                         help="run only the package on generated folders of these sizes, and print how time and "
                              "peak memory grow")
@@ -66,13 +37,13 @@ def build_parser():
 
 def parse_args(argv=None):
     """The command line as ``(BenchmarkConfig, growth sizes or None, cpu_choices, accuracy seeds or None)``."""
-    values = vars(build_parser().parse_args(argv))
-    growth, cpu_choices, seeds = values.pop("growth"), values.pop("cpu_choices"), values.pop("accuracy_seeds")
+    args = build_parser().parse_args(argv)
+    sizes, seeds = args.growth, args.accuracy_seeds
     if seeds is not None and seeds < 2:
         raise ValueError(f"--accuracy-seeds needs at least 2 seeds; received --accuracy-seeds={seeds!r}")
-    if growth is not None and (not growth or min(growth) < 2):
-        raise ValueError(f"--growth takes image counts of at least 2; received --growth={growth!r}")
-    return BenchmarkConfig(**values), growth, cpu_choices, seeds
+    if sizes is not None and (not sizes or min(sizes) < 2):
+        raise ValueError(f"--growth takes image counts of at least 2; received --growth={sizes!r}")
+    return config_from_args(BenchmarkConfig, args), sizes, args.cpu_choices, seeds
 
 
 @user_errors_exit_2

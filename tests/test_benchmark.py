@@ -29,7 +29,7 @@ def test_every_mode_races_a_baseline_against_the_package(name):
     # The summary's ratios are "baseline / package": the second arm is the package's.
     assert len(mode.arms) == 2 and list(mode.arms)[1] == "package"
     assert isinstance(getattr(BenchmarkConfig(), mode.epochs_field), int)  # images/s counts these epochs
-    assert f"{name}: {mode.help}" in cli.HELP["mode"]
+    assert f"{name}: {mode.help}" in BenchmarkConfig.__dataclass_fields__["mode"].metadata["help"]
 
 
 def test_unknown_modes_and_arms_are_rejected_by_name():
@@ -67,6 +67,15 @@ def test_summary_takes_medians_and_the_ratio_of_median_times():
     assert "ratio of whole runs (baseline / package):            7.75x" in text
     assert text.splitlines()[0].split()[:4] == ["arm", "runs", "trained", "s"]
     assert "ratio of phase 2 (baseline / package):" in race.format_summary(summary, "phase2")
+
+
+def test_command_line_defaults_are_the_configs():
+    config, growth, cpu, seeds = cli.parse_args([])
+    assert (config, growth, cpu, seeds) == (BenchmarkConfig(), None, False, None)
+    config, *_ = cli.parse_args(["--data-dir", "photos", "--base-weights", "base.h5", "--arch", "resnet50",
+                                 "--val-split", "0.25", "--unfreeze-from", "conv5_block3_1_conv"])
+    assert (config.data_dir, config.base_weights, config.arch, config.val_split, config.unfreeze_from) == (
+        "photos", "base.h5", "resnet50", 0.25, "conv5_block3_1_conv")
 
 
 def test_command_line_rejects_a_zero_count_and_an_unknown_mode(capsys):
