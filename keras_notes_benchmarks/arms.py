@@ -57,7 +57,7 @@ def package_arm(config, output, marks, changes=None, cache=None, timed_phase=Non
     train.run_phase = timed_run_phase
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the run's own report is not the benchmark's
-            result = train.finetune(finetune_config)
+            result = train.finetune_one_machine(finetune_config)
     finally:
         train.run_phase = original
     if timed_phase is None:

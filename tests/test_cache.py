@@ -12,7 +12,7 @@ from keras_notes.finetune import cache, runio
 from keras_notes.finetune.data import FileList, load_splits, make_dataset, make_eval_dataset
 from keras_notes.finetune.frozen_part import feature_extractor
 from keras_notes.finetune.models import build_model, recalibrate_batch_norm
-from keras_notes.finetune.train import finetune
+from keras_notes.finetune.run import finetune
 
 BATCH = 4
 
