@@ -43,12 +43,11 @@ LITERT_PACKAGES = (("ai_edge_litert", "ai-edge-litert"),)
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """One exported file: how to make it, what it needs installed, and which engine runs it."""
+    """One exported file: how to make it and what it needs installed (its extension picks the engine)."""
 
     format: str
     quantize: str
     filename: str
-    engine: str
     requires: tuple  # (module, pip package) pairs, for making and for checking the file
     keras_format: str  # model.export(format=...)
     options: object = None  # representative dataset or None -> model.export keyword arguments (LiteRT)
@@ -76,11 +75,11 @@ def _litert_options(quantize):
 
 
 RECIPES = {
-    ("saved_model", "none"): Recipe("saved_model", "none", "saved_model", "saved_model", (), "tf_saved_model"),
-    **{("litert", q): Recipe("litert", q, "model.tflite" if q == "none" else f"model_{q}.tflite", "litert",
+    ("saved_model", "none"): Recipe("saved_model", "none", "saved_model", (), "tf_saved_model"),
+    **{("litert", q): Recipe("litert", q, "model.tflite" if q == "none" else f"model_{q}.tflite",
                              LITERT_PACKAGES, "litert", _litert_options(q))
        for q in ("none", "float16", "dynamic", "int8")},
-    ("onnx", "none"): Recipe("onnx", "none", "model.onnx", "onnx", ONNX_PACKAGES, "onnx"),
+    ("onnx", "none"): Recipe("onnx", "none", "model.onnx", ONNX_PACKAGES, "onnx"),
 }
 
 
