@@ -20,7 +20,10 @@ def test_peak_memory_is_this_process_high_water_mark(tmp_path):
     status = tmp_path / "status"
     status.write_text("Name:\tpython\nVmPeak:\t 9000000 kB\nVmHWM:\t  2097152 kB\nVmRSS:\t 1048576 kB\n")
     assert common.peak_rss_mib(status) == 2048.0  # VmHWM, in MiB
-    assert common.peak_rss_mib(tmp_path / "missing") > 0  # falls back to getrusage
+    # Without the status file it falls back to getrusage, which for this process (started from
+    # a small shell, not exec'd from a large parent) agrees with the kernel's own VmHWM.
+    real = common.peak_rss_mib()
+    assert common.peak_rss_mib(tmp_path / "missing") == pytest.approx(real, rel=0.1)
 
 
 @pytest.mark.parametrize("name", list(MODES))
