@@ -31,8 +31,16 @@ def _base_weights(model):
     return {weight.path: weight.numpy().copy() for weight in model.get_layer("base").weights}
 
 
+def _head_weights(model):
+    return [weight.numpy().copy() for weight in model.get_layer("predictions").weights]
+
+
 @pytest.mark.slow
-def test_phase_1_changes_only_the_head_and_phase_2_only_the_unfrozen_layers(images, tmp_path, monkeypatch):
+@pytest.mark.parametrize("cache", [False, True])
+def test_phase_1_changes_only_the_head_and_phase_2_only_the_unfrozen_layers(images, tmp_path, monkeypatch, cache):
+    # Uncached, phase 1 fits the whole model on images, so the frozen base (its batch norm in
+    # inference mode) is what keeps its weights and moving statistics still. Cached, phase 1
+    # fits the head alone on the base's kept outputs, and phase 2 the layers above its cut.
     # A base "pretrained" by the test: random MobileNet weights whose batch-norm statistics
     # are set to the real ones on these images (so that activations neither vanish nor
     # saturate the ReLU6s and gradients reach the unfrozen layers), saved to a local file.
@@ -41,20 +49,26 @@ def test_phase_1_changes_only_the_head_and_phase_2_only_the_unfrozen_layers(imag
     splits = load_splits(images, val_split=0.2, seed=0)
     recalibrate_batch_norm(pretrained, make_dataset(splits.train, 32, BATCH))
     pretrained.get_layer("base").save_weights(weights_file)
-    snapshots = []
+    snapshots, heads, kept = [], [], []
     original = train.run_phase
 
     def recording_run_phase(model, *args, **kwargs):
         if not snapshots:
             snapshots.append(_base_weights(model))  # before any training
-        history = original(model, *args, **kwargs)
+            heads.append(_head_weights(model))
+        cached = original(model, *args, **kwargs)
+        kept.append(cached is not None)
         snapshots.append(_base_weights(model))
-        return history
+        heads.append(_head_weights(model))
+        return cached
 
     monkeypatch.setattr(train, "run_phase", recording_run_phase)
-    train.finetune(_config(images, tmp_path / "run", weights=weights_file, freeze_base=None, lr=1e-2,
-                           fine_tune_epochs=1, unfreeze_top_n=6))
+    result = train.finetune(_config(images, tmp_path / "run", weights=weights_file, freeze_base=None, lr=1e-2,
+                                    fine_tune_epochs=1, unfreeze_top_n=6, cache=cache))
+    assert result.config.cache is cache and kept == [cache, cache]  # the path named is the path taken
     before, after_1, after_2 = snapshots
+    for head_before, head_after in zip(heads[0], heads[1]):  # phase 1 trained: the head moved
+        assert not np.array_equal(head_before, head_after)
 
     # The base built from the file holds exactly the file's weights.
     reference = get_arch("mobilenet").base(weights=weights_file, image_size=32)
