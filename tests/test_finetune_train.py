@@ -4,12 +4,11 @@ import keras
 import numpy as np
 import pytest
 
-from finetune_images import make_image_folder, tiny_config
+from finetune_images import calibrated_base_weights, make_image_folder, tiny_config
 from keras_notes.errors import KerasNotesError
 from keras_notes.finetune import runio, train
 from keras_notes.finetune.archs import get_arch
-from keras_notes.finetune.data import load_splits, make_dataset
-from keras_notes.finetune.models import build_model, recalibrate_batch_norm
+from keras_notes.finetune.data import load_splits
 
 BATCH = 4
 
@@ -44,11 +43,7 @@ def test_phase_1_changes_only_the_head_and_phase_2_only_the_unfrozen_layers(imag
     # A base "pretrained" by the test: random MobileNet weights whose batch-norm statistics
     # are set to the real ones on these images (so that activations neither vanish nor
     # saturate the ReLU6s and gradients reach the unfrozen layers), saved to a local file.
-    weights_file = str(tmp_path / "base.weights.h5")
-    pretrained = build_model("mobilenet", 3, weights=None, image_size=32)
-    splits = load_splits(images, val_split=0.2, seed=0)
-    recalibrate_batch_norm(pretrained, make_dataset(splits.train, 32, BATCH))
-    pretrained.get_layer("base").save_weights(weights_file)
+    weights_file = calibrated_base_weights(images, tmp_path / "base.weights.h5", batch_size=BATCH)
     snapshots, heads, kept = [], [], []
     original = train.run_phase
 
