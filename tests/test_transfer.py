@@ -18,9 +18,8 @@ images of the digits 5-9, chance 0.20):
 
 (Training each head on its frozen base's output computed once, as ``train_head`` does,
 reproduces every number of this table exactly.) The transferred base beat the better
-baseline by 0.23 to 0.34. The test asks for
-0.10: the transfer accuracy varied by 0.10 across seeds and the better baseline by
-0.003, so a true gap of about 0.2 should not fall below 0.10 by chance, while a base
+baseline by 0.23 to 0.34. The test asks for 0.10: the transfer accuracy varied by 0.10
+across seeds and the better baseline by 0.003, so a true gap of about 0.2 should not fall below 0.10 by chance, while a base
 that transferred nothing (the baselines' level) fails at once. The test runs seed 0.
 The absolute level is modest because the base saw five classes for 5 epochs, so its
 top features are specialised: a ridge probe on them reaches 0.50 on 5-9, while the
