@@ -31,7 +31,7 @@ def parse_args(argv=None):
 def main(argv=None):
     config = parse_args(argv)  # before importing TensorFlow: --help and bad values answer at once
     from keras_notes.finetune.guards import TrainingStopped
-    from keras_notes.finetune.train import finetune
+    from keras_notes.finetune.run import finetune
 
     try:
         finetune(config)
