@@ -31,7 +31,13 @@ One module per concern:
 - ``guards``: stopping cleanly on a signal or a NaN loss; atomic backups.
 - ``evaluate``: accuracy, per-class precision/recall/F1, confusion matrix, plots.
 - ``runio``: the run folder, atomic writes, resume checks.
-- ``predict``: top-k predictions from a saved run.
+- ``predict``: top-k predictions from a saved run or a file exported from it.
+- ``export``, ``export_config``: ``export_run``, a run's model to SavedModel, LiteRT and ONNX.
+- ``runfiles``: a finished run's own training and validation files, found again.
+- ``fidelity``: each exported file against ``model.keras``, and the gate.
+
+Running exported files (``engines``, ``latency``) lives in ``keras_notes.deploy``, which
+imports no TensorFlow.
 """
 
 from keras_notes.finetune.config import FinetuneConfig
