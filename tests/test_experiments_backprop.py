@@ -23,12 +23,12 @@ def numpy_and_tf(seed=0, batch=8):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_numpy_gradients_match_gradient_tape(seed):
     _, _, (loss_np, grads, input_grad), (loss_tf, tf_grads, tf_input_grad), model = numpy_and_tf(seed)
-    assert loss_np == pytest.approx(loss_tf, abs=1e-12)
+    assert loss_np == pytest.approx(loss_tf, abs=1e-12)  # float64; measured |diff| 0.0 and 1.1e-16
     numpy_grads = [g for pair in grads for g in pair]
     assert len(numpy_grads) == len(tf_grads) == 6  # 3 Dense layers x (kernel, bias)
     for variable, g_np, g_tf in zip(model.trainable_variables, numpy_grads, tf_grads):
         assert g_np.shape == tuple(variable.shape)
-        # float64 on both sides; measured max |diff| ~3e-17, the brief asks for 1e-5.
+        # float64 on both sides; measured max |diff| 4.2e-17 (kernels and biases), 2.8e-17 (input).
         np.testing.assert_allclose(g_np, g_tf, rtol=0, atol=1e-10)
     np.testing.assert_allclose(input_grad, tf_input_grad, rtol=0, atol=1e-10)
 
@@ -48,6 +48,8 @@ def test_backward_matches_central_differences():
             return backprop.cross_entropy(backprop.forward(shifted, x)[0], y)
 
         numeric = (loss_with(h) - loss_with(-h)) / (2 * h)
+        # Error of the central difference: truncation ~h**2 = 1e-12, round-off ~eps * L / h
+        # = 2.2e-16 * 0.67 / 1e-6 = 1.5e-10. Measured max |diff| over the four: 3.7e-11.
         assert grads[layer][part][index] == pytest.approx(numeric, abs=1e-8)
 
 

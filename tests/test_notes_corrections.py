@@ -5,6 +5,7 @@ against an independent computation (hand arithmetic or NumPy).
 """
 
 import os
+import re
 import subprocess
 import sys
 
@@ -19,11 +20,9 @@ EPSILON = 1e-3  # BatchNormalization's default epsilon
 
 def test_1_cnn_total_adds_45_for_a_layer_computed_as_56():
     # Notes: conv1 "3 * (3*3 * 2) + 2 = 56", then "total = 45 + 57 + 2402 = 2515".
-    notes_terms = (45, 57, 2402)
+    # The notes' sum as written, 45 + 57 + 2402, is 2504; Keras counts conv1 as 56, so 2515.
     counts = {row.name: row.count for row in params.explain(notes_models.cnn_example())}
     assert counts["conv1"] == 3 * (3*3 * 2) + 2
-    assert counts["conv1"] != notes_terms[0]
-    assert sum(notes_terms) != notes_models.cnn_example().count_params()  # the notes' sum as written is 2504
     assert counts["conv1"] + counts["conv2"] + counts["output"] == 56 + 57 + 2402
     assert notes_models.cnn_example().count_params() == 56 + 57 + 2402
 
@@ -38,6 +37,8 @@ def test_2_batch_norm_mean_and_variance_are_not_trainable():
     bn = keras.layers.BatchNormalization()
     x = np.random.default_rng(0).normal(2.0, 3.0, size=(64, 4)).astype("float32")
     bn(x, training=True)
+    # Measured: equal to the last bit on TensorFlow, max relative difference 1.5e-7 on JAX
+    # (float32 round-off); rtol 1e-5 leaves room for other float32 reduction orders.
     np.testing.assert_allclose(bn.moving_mean, 0.99*0.0 + 0.01*x.mean(axis=0), rtol=1e-5)
     np.testing.assert_allclose(bn.moving_variance, 0.99*1.0 + 0.01*x.var(axis=0), rtol=1e-5)
 
@@ -53,6 +54,11 @@ def test_3_glorot_uniform_is_not_var_1_over_n():
     dense.build((None, fan_in))
     kernel = np.asarray(dense.kernel, dtype=np.float64).ravel()
     glorot, lecun = 2 / (fan_in + fan_out), 1 / fan_in  # 0.0015625 vs 0.0039
+    # 262,144 unseeded draws: the sample variance's relative standard error is
+    # sqrt((kurtosis - 1) / n) = 0.17% for a uniform, sqrt(2 / n) = 0.28% for a normal, so
+    # rel=0.02 is 7-11 standard errors (measured over 10 draws, TensorFlow and JAX: within
+    # 0.32% for Glorot, 0.42% for LeCun); kurtosis's standard error, simulated, is 0.0023,
+    # so abs=0.05 is about 20 of them while a normal's 3 is 500 away (measured 1.796-1.804).
     assert kernel.var() == pytest.approx(glorot, rel=0.02)
     assert kernel.var() < lecun / 2
     assert np.abs(kernel).max() <= np.sqrt(6 / (fan_in + fan_out))
@@ -94,14 +100,16 @@ def test_5_input_shape_argument_warns_in_keras_3():
 def test_6_notes_imports_work_but_keras_3_prints_no_backend_line():
     # Notes In [5]: "from keras.models import Sequential" printed "Using TensorFlow backend."
     # (Keras 2). Keras 3 still has the import paths and prints nothing.
+    # The child inherits this process's environment, so it runs on the same backend
+    # (KERAS_BACKEND=jax included), and Keras 2's line was "Using <Backend> backend.".
     code = ("from keras.models import Sequential\nfrom keras.layers import Dense, Activation, "
             "BatchNormalization\nfrom keras import regularizers\nimport keras\n"
             "assert Sequential is keras.Sequential\nprint(keras.backend.backend())")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "tensorflow"
-    assert "Using TensorFlow backend" not in result.stdout + result.stderr
+    assert result.stdout.strip() == keras.backend.backend()  # the one line the code prints
+    assert not re.search(r"Using \w+ backend", result.stdout + result.stderr)
 
 
 def test_7_dense_on_a_1x5_input_keeps_the_length_1_axis():
@@ -166,6 +174,8 @@ def test_12_two_sigmoid_outputs_are_not_a_distribution():
     keras.utils.set_random_seed(0)
     x = np.linspace(-10, 10, 41, dtype="float32").reshape(-1, 1)
     sigmoid_sums = np.asarray(notes_models.in10()(x)).sum(axis=-1)
+    # Measured max |sum - 1|: 0.097 with seed 0 on TensorFlow, 0.75 on JAX, 0.18-0.85 over
+    # seeds 1-5 on both; softmax's sums are within 1.2e-7 of 1.
     assert np.abs(sigmoid_sums - 1.0).max() > 0.05
     softmax_sums = np.asarray(notes_models.in10(output_activation="softmax")(x)).sum(axis=-1)
     np.testing.assert_allclose(softmax_sums, 1.0, rtol=1e-5)
