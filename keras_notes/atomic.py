@@ -6,6 +6,7 @@ the new one under the real name, never half of either.
 
 import contextlib
 import os
+import shutil
 
 # Keras checks these suffixes on the names it saves to, so a temporary name keeps them.
 _KEPT_SUFFIXES = (".weights.h5", ".keras")
@@ -28,3 +29,24 @@ def atomic_path(path):
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+@contextlib.contextmanager
+def atomic_directory(path):
+    """Yield a temporary folder beside ``path`` to fill; on success it takes ``path``'s place.
+
+    A folder cannot be renamed over a non-empty one, so an earlier ``path`` is first renamed
+    aside and removed after the swap: a crash between the two renames leaves the earlier
+    folder under ``.<name>.tmp-<pid>.old``, never a half-written one under ``path``.
+    """
+    temporary = temporary_path(path)
+    previous = temporary + ".old"
+    try:
+        yield temporary
+        if os.path.isdir(path):
+            os.replace(path, previous)
+        os.replace(temporary, path)
+    finally:
+        for leftover in (temporary, previous):
+            if os.path.isdir(leftover):
+                shutil.rmtree(leftover)

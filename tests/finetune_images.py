@@ -33,3 +33,24 @@ def tiny_config(images, output, **changes):
                   output=str(output), verbose=0)
     values.update(changes)
     return FinetuneConfig(images, **values)
+
+
+def calibrated_base_weights(images, path, size=32, batch_size=4, seed=0):
+    """Save a MobileNet base "pretrained" for ``images`` to ``path``; return ``path`` as str.
+
+    Random weights (seeded, so that the base does not depend on the tests run before)
+    whose batch-norm statistics are set to the real ones on the training split: with
+    Keras's fresh statistics (mean 0, variance 1) the activations of a random base fade
+    through its 27 batch-norm layers and every image comes out the same.
+    """
+    import keras
+
+    from keras_notes.finetune.data import load_splits, make_dataset
+    from keras_notes.finetune.models import build_model, recalibrate_batch_norm
+
+    keras.utils.set_random_seed(seed)
+    model = build_model("mobilenet", 3, weights=None, image_size=size)  # only the base is saved
+    splits = load_splits(images, val_split=0.2, seed=0)
+    recalibrate_batch_norm(model, make_dataset(splits.train, size, batch_size))
+    model.get_layer("base").save_weights(os.fspath(path))
+    return os.fspath(path)

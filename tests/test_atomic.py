@@ -26,3 +26,22 @@ def test_a_failed_write_keeps_the_old_file_and_removes_the_temporary_one(tmp_pat
             raise RuntimeError("killed mid-write")
     assert target.read_text() == "old"
     assert os.listdir(tmp_path) == ["class_names.json"]
+
+
+def test_a_folder_replaces_the_old_one_whole_and_a_failure_keeps_the_old_one(tmp_path):
+    from keras_notes.atomic import atomic_directory
+
+    target = tmp_path / "saved_model"
+    target.mkdir()
+    (target / "old.pb").write_text("old")
+    with atomic_directory(target) as temporary:
+        os.makedirs(temporary)
+        with open(os.path.join(temporary, "new.pb"), "w") as handle:
+            handle.write("new")
+        assert os.listdir(target) == ["old.pb"]  # nothing visible under the real name until the end
+    assert os.listdir(target) == ["new.pb"] and os.listdir(tmp_path) == ["saved_model"]
+    with pytest.raises(RuntimeError):
+        with atomic_directory(target) as temporary:
+            os.makedirs(temporary)
+            raise RuntimeError("killed mid-write")
+    assert os.listdir(target) == ["new.pb"] and os.listdir(tmp_path) == ["saved_model"]

@@ -140,7 +140,7 @@ def test_predict_on_a_folder_without_a_model(tmp_path, capsys):
     err = _one_line_exit_2([str(tmp_path / "run"), images], capsys, main=predict_cli.main)
     assert f"no trained model in '{tmp_path / 'run'}': model.keras is missing" in err
     err = _one_line_exit_2([str(tmp_path / "nope"), images], capsys, main=predict_cli.main)
-    assert f"run folder does not exist: '{tmp_path / 'nope'}'" in err
+    assert f"no such model file or folder: '{tmp_path / 'nope'}'" in err
 
 
 def test_script_in_a_fresh_process_exits_2_with_one_error_line(tmp_path):

@@ -32,13 +32,14 @@ def test_numpy_gradients_match_autodiff(seed):
         _, _, (loss_np, grads, input_grad), (loss_auto, auto_grads, auto_input_grad), model = \
             numpy_and_autodiff(seed)
     assert all(v.dtype == "float64" for v in model.trainable_variables)
-    assert loss_np == pytest.approx(loss_auto, abs=1e-12)
+    assert loss_np == pytest.approx(loss_auto, abs=1e-12)  # float64; measured |diff| 0 to 2.2e-16
     numpy_grads = [g for pair in grads for g in pair]
     assert len(numpy_grads) == len(auto_grads) == 6  # 3 Dense layers x (kernel, bias)
     for variable, g_np, g_auto in zip(model.trainable_variables, numpy_grads, auto_grads):
         assert g_np.shape == tuple(variable.shape)
-        # float64 on both sides; measured max |diff| ~4e-17 (GradientTape and jax.grad alike),
-        # where float32 gives 3e-8 (measured on JAX): 1e-10 fails if either side drops to float32.
+        # float64 on both sides; measured max |diff| 4.2e-17 to 5.6e-17 (kernels and biases),
+        # 1.0e-17 to 2.8e-17 (input), GradientTape and jax.grad alike; float32 gives 3e-8
+        # (measured on JAX): 1e-10 fails if either side drops to float32.
         np.testing.assert_allclose(g_np, g_auto, rtol=0, atol=1e-10)
     np.testing.assert_allclose(input_grad, auto_input_grad, rtol=0, atol=1e-10)
 
@@ -69,6 +70,8 @@ def test_backward_matches_central_differences():
             return backprop.cross_entropy(backprop.forward(shifted, x)[0], y)
 
         numeric = (loss_with(h) - loss_with(-h)) / (2 * h)
+        # Error of the central difference: truncation ~h**2 = 1e-12, round-off ~eps * L / h
+        # = 2.2e-16 * 0.67 / 1e-6 = 1.5e-10. Measured max |diff| over the four: 3.7e-11.
         assert grads[layer][part][index] == pytest.approx(numeric, abs=1e-8)
 
 

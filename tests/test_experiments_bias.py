@@ -12,7 +12,6 @@ def test_notes_neuron_without_and_with_bias():
     assert sum0 == sum1 == pytest.approx(0.5 * 0.2 + 0.25 * -0.6 + 1.0 * -0.3)  # = -0.35
     assert sum0 == pytest.approx(-0.35)
     assert out0 == 0.0  # relu(-0.35) = 0: the neuron does not fire
-    assert z1 == pytest.approx(-0.35 + 1)
     assert out1 == pytest.approx(0.65, abs=1e-6)  # relu(0.65) = 0.65 (float32 in the layer)
 
 

@@ -21,6 +21,7 @@ def test_model_losses_is_l2_times_sum_of_squares():
     kernel = np.random.default_rng(0).normal(size=(16, 32)).astype("float32")
     layer.kernel.assign(kernel)
     expected = 0.01 * np.sum(kernel.astype(np.float64) ** 2)  # no factor 1/2 in Keras's L2
+    # Keras sums 512 float32 squares: measured relative difference 1.3e-9 from the float64 sum.
     assert float(sum(model.losses)) == pytest.approx(expected, rel=1e-6)
     assert len(model.losses) == 1  # only the one regularized kernel contributes
     assert float(sum(l2.build_in10_model(0.0).losses)) == 0.0
@@ -35,7 +36,8 @@ def test_l2_ends_with_a_smaller_kernel_norm():
     # Measured final norms over seeds 0-4: without L2 5.5 .. 6.5, with 0.01 0.82 .. 1.5;
     # regularized/plain 0.15 .. 0.23.
     assert regularized["weight_norm"] < 0.5 * plain["weight_norm"]
-    assert regularized["penalty"] == pytest.approx(0.01 * regularized["weight_norm"] ** 2, rel=1e-4)
+    # float32 on both sides; measured relative difference 8.5e-8 (penalty 0.00965, norm 0.983).
+    assert regularized["penalty"] == pytest.approx(0.01 * regularized["weight_norm"] ** 2, rel=1e-6)
     assert plain["penalty"] == 0.0
     assert np.isfinite([plain["val_loss"], regularized["val_loss"]]).all()
 

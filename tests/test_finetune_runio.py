@@ -4,7 +4,6 @@ import os
 
 import pytest
 
-from keras_notes import atomic
 from keras_notes.errors import KerasNotesError
 from keras_notes.finetune import runio
 from keras_notes.finetune.config import FinetuneConfig
@@ -16,22 +15,6 @@ def test_atomic_write_replaces_whole_file_and_leaves_no_temporary(tmp_path):
     runio.write_json(path, ["c", "d", "e"])
     assert runio.read_json(path) == ["c", "d", "e"]
     assert os.listdir(tmp_path) == ["class_names.json"]
-
-
-def test_a_failed_write_keeps_the_old_file(tmp_path):
-    path = tmp_path / "config.json"
-    runio.write_json(path, {"ok": 1})
-    with pytest.raises(RuntimeError):
-        with runio.atomic_path(path) as temporary:
-            with open(temporary, "w") as file:
-                file.write('{"half": ')  # a crash mid-write
-            raise RuntimeError("killed")
-    assert runio.read_json(path) == {"ok": 1}
-    assert os.listdir(tmp_path) == ["config.json"]
-
-
-def test_temporary_name_keeps_the_keras_extension(tmp_path):
-    assert atomic.temporary_path(tmp_path / "model.keras").endswith(".keras")
 
 
 def test_history_keeps_the_last_row_of_a_repeated_epoch(tmp_path):

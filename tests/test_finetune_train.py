@@ -4,12 +4,11 @@ import keras
 import numpy as np
 import pytest
 
-from finetune_images import make_image_folder, tiny_config
+from finetune_images import calibrated_base_weights, make_image_folder, tiny_config
 from keras_notes.errors import KerasNotesError
 from keras_notes.finetune import runio, train
 from keras_notes.finetune.archs import get_arch
-from keras_notes.finetune.data import load_splits, make_dataset
-from keras_notes.finetune.models import build_model, recalibrate_batch_norm
+from keras_notes.finetune.data import load_splits
 
 BATCH = 4
 
@@ -31,30 +30,40 @@ def _base_weights(model):
     return {weight.path: weight.numpy().copy() for weight in model.get_layer("base").weights}
 
 
+def _head_weights(model):
+    return [weight.numpy().copy() for weight in model.get_layer("predictions").weights]
+
+
 @pytest.mark.slow
-def test_phase_1_changes_only_the_head_and_phase_2_only_the_unfrozen_layers(images, tmp_path, monkeypatch):
+@pytest.mark.parametrize("cache", [False, True])
+def test_phase_1_changes_only_the_head_and_phase_2_only_the_unfrozen_layers(images, tmp_path, monkeypatch, cache):
+    # Uncached, phase 1 fits the whole model on images, so the frozen base (its batch norm in
+    # inference mode) is what keeps its weights and moving statistics still. Cached, phase 1
+    # fits the head alone on the base's kept outputs, and phase 2 the layers above its cut.
     # A base "pretrained" by the test: random MobileNet weights whose batch-norm statistics
     # are set to the real ones on these images (so that activations neither vanish nor
     # saturate the ReLU6s and gradients reach the unfrozen layers), saved to a local file.
-    weights_file = str(tmp_path / "base.weights.h5")
-    pretrained = build_model("mobilenet", 3, weights=None, image_size=32)
-    splits = load_splits(images, val_split=0.2, seed=0)
-    recalibrate_batch_norm(pretrained, make_dataset(splits.train, 32, BATCH))
-    pretrained.get_layer("base").save_weights(weights_file)
-    snapshots = []
+    weights_file = calibrated_base_weights(images, tmp_path / "base.weights.h5", batch_size=BATCH)
+    snapshots, heads, kept = [], [], []
     original = train.run_phase
 
     def recording_run_phase(model, *args, **kwargs):
         if not snapshots:
             snapshots.append(_base_weights(model))  # before any training
-        history = original(model, *args, **kwargs)
+            heads.append(_head_weights(model))
+        cached = original(model, *args, **kwargs)
+        kept.append(cached is not None)
         snapshots.append(_base_weights(model))
-        return history
+        heads.append(_head_weights(model))
+        return cached
 
     monkeypatch.setattr(train, "run_phase", recording_run_phase)
-    train.finetune_one_machine(_config(images, tmp_path / "run", weights=weights_file, freeze_base=None, lr=1e-2,
-                           fine_tune_epochs=1, unfreeze_top_n=6))
+    result = train.finetune_one_machine(_config(images, tmp_path / "run", weights=weights_file, freeze_base=None,
+                                                lr=1e-2, fine_tune_epochs=1, unfreeze_top_n=6, cache=cache))
+    assert result.config.cache is cache and kept == [cache, cache]  # the path named is the path taken
     before, after_1, after_2 = snapshots
+    for head_before, head_after in zip(heads[0], heads[1]):  # phase 1 trained: the head moved
+        assert not np.array_equal(head_before, head_after)
 
     # The base built from the file holds exactly the file's weights.
     reference = get_arch("mobilenet").base(weights=weights_file, image_size=32)

@@ -1,8 +1,9 @@
 """Killing a real training process mid-epoch, then ``--resume``: nothing lost, nothing repeated.
 
 The run trains VGG16 from random weights (no batch norm, so a tiny batch trains steadily)
-on 40 generated 32 px images: 16 steps of 2 per epoch, about a second each on a 2-core
-CPU, so a signal sent a moment after the first epoch is logged lands inside a later epoch.
+on 40 generated 32 px images: 16 steps of 2 per epoch, 2-3 s each on a shared 2-core
+CPU (1.8-4.4 s measured at load average 7), so a signal sent 0.3 s after the first epoch
+is backed up lands inside the second, with the third still to run.
 """
 
 import csv
@@ -21,7 +22,9 @@ from keras_notes.finetune import runio
 from keras_notes.finetune.data import load_splits
 
 SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "scripts", "finetune.py")
-EPOCHS = 5
+# 3: one epoch before the signal, one it interrupts, one more that only the resumed run
+# trains. Measured with 5 epochs, validation accuracy was already 1.0 after the first.
+EPOCHS = 3
 BATCH = 2
 # lr 1e-4: VGG16 from random weights collapses to chance at Adam's default 1e-3 (config.py).
 ARGS = ["--arch", "vgg16", "--weights", "none", "--image-size", "32", "--batch-size", str(BATCH),
@@ -132,9 +135,12 @@ def _check_complete(images, run, uninterrupted):
     assert _backup_state(uninterrupted) == (EPOCHS, EPOCHS * _steps_per_epoch(images))
     # The resumed run restarts the shuffle and dropout streams, so its weights are not
     # bit-identical to the uninterrupted run's; both must separate these colour classes.
-    # 8 validation images: allow the resumed run one more mistake than the reference.
+    # Measured: the uninterrupted run scores 1.0 on its 8 validation images from epoch 1
+    # on (val_loss 0.004 after it); allow the reference one mistake, and the resumed run
+    # one more than the reference.
     accuracy = json.loads((run / runio.EVALUATION_FILE).read_text())["accuracy"]
     reference = json.loads((uninterrupted / runio.EVALUATION_FILE).read_text())["accuracy"]
+    assert reference >= 7 / 8 - 1e-9, reference
     assert accuracy >= reference - 1 / 8 - 1e-9, (accuracy, reference)
     return accuracy, reference
 

@@ -22,13 +22,22 @@ One module per concern:
 - ``run``: ``finetune(config)``, which picks one of the two training paths below.
 - ``train``: the two training phases on ``fit``, on one machine.
 - ``cluster``, ``multiworker``, ``multiworker_finetune``, ``launcher``: training on several
-  machines with ``MultiWorkerMirroredStrategy`` and a custom loop, and a local launcher.
+  machines with ``MultiWorkerMirroredStrategy`` and a custom loop, and a local launcher; the
+  loop's input, replica steps and checkpoints are ``multiworker_data``, ``multiworker_steps``
+  and ``multiworker_checkpoints``.
 - ``results``: what both paths share at the end: the result, the report, batch-norm recalibration.
+- ``frozen_part``: cutting the model where its frozen part ends (the part that runs once, the part that trains).
 - ``cache``: each phase on the frozen part's output, computed once (phase 2's cut kept by phase 1's pass).
 - ``guards``: stopping cleanly on a signal or a NaN loss; atomic backups.
 - ``evaluate``: accuracy, per-class precision/recall/F1, confusion matrix, plots.
 - ``runio``: the run folder, atomic writes, resume checks.
-- ``predict``: top-k predictions from a saved run.
+- ``predict``: top-k predictions from a saved run or a file exported from it.
+- ``export``, ``export_config``: ``export_run``, a run's model to SavedModel, LiteRT and ONNX.
+- ``runfiles``: a finished run's own training and validation files, found again.
+- ``fidelity``: each exported file against ``model.keras``, and the gate.
+
+Running exported files (``engines``, ``latency``) lives in ``keras_notes.deploy``, which
+imports no TensorFlow.
 """
 
 from keras_notes.finetune.config import FinetuneConfig

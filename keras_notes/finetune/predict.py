@@ -1,8 +1,9 @@
-"""Top-k predictions of a finished run's model on new images, as CSV or JSON.
+"""Top-k predictions of a finished run's model, or of a file exported from it, on new images.
 
-The model is loaded with Keras's ``safe_mode`` left on: ``model.keras`` holds only
-registered layers (``ImagePreprocessing`` instead of a ``Lambda``), so nothing needs
-unsafe deserialisation. Images are decoded and resized by the same function the
+Output is CSV or JSON. Any engine of ``keras_notes.deploy.engines`` serves (model.keras,
+SavedModel, LiteRT, ONNX). A Keras model is loaded with Keras's ``safe_mode`` left on:
+``model.keras`` holds only registered layers (``ImagePreprocessing`` instead of a
+``Lambda``), so nothing needs unsafe deserialisation. Images are decoded and resized by the same function the
 training pipeline uses, so a file is seen exactly as it was during validation.
 """
 
@@ -24,35 +25,15 @@ FORMATS = ("csv", "json")
 def load_run(run_dir, unsafe_load=False):
     """``(model, class_names)`` of the run in ``run_dir``; ``KerasNotesError`` if it holds no model.
 
-    ``unsafe_load=True`` turns Keras's ``safe_mode`` off, which lets a ``Lambda`` layer's
-    stored Python code run: only for a file the user trusts. Without it such a file is
-    refused with a one-line ``KerasNotesError`` saying so.
+    ``unsafe_load``: see ``keras_notes.deploy.engines.load_model_file``.
     """
-    import keras  # ImagePreprocessing, which model.keras holds, is registered by keras_notes/__init__.py
+    from keras_notes.deploy.engines import engine_kind, load_model_file, read_class_names
 
     run_dir = os.fspath(run_dir)
-    model_path = os.path.join(run_dir, runio.MODEL_FILE)
-    names_path = os.path.join(run_dir, runio.CLASS_NAMES_FILE)
-    if not os.path.isdir(run_dir):
-        raise KerasNotesError(f"run folder does not exist: {run_dir!r}")
-    for path in (model_path, names_path):
-        if not os.path.isfile(path):
-            raise KerasNotesError(f"no trained model in {run_dir!r}: {os.path.basename(path)} is missing")
-    try:
-        model = keras.saving.load_model(model_path, compile=False, safe_mode=not unsafe_load)
-    except ValueError as error:
-        # Keras's safe_mode refusal ("Requested the deserialization of a `lambda` object ...").
-        if unsafe_load or "safe_mode" not in str(error):
-            raise
-        raise KerasNotesError(
-            f"refusing to load {model_path!r}: it holds a Lambda layer (Python code that would run on "
-            f"loading), which Keras's safe_mode blocks; pass --unsafe-load only if you trust this file") from None
-    class_names = tuple(runio.read_json(names_path))
-    outputs = model.output_shape[-1]
-    if outputs != len(class_names):
-        raise KerasNotesError(f"{model_path!r} has {outputs} outputs but {names_path!r} names "
-                              f"{len(class_names)} classes")
-    return model, class_names
+    if engine_kind(run_dir) != "keras":
+        raise KerasNotesError(f"no trained model in {run_dir!r}: {runio.MODEL_FILE} is missing")
+    model = load_model_file(os.path.join(run_dir, runio.MODEL_FILE), unsafe_load=unsafe_load)
+    return model, read_class_names(run_dir, "keras")
 
 
 def collect_images(inputs):
@@ -88,25 +69,35 @@ def _needs_pil(path):
     return needs_pil
 
 
-def predict_images(model, class_names, paths, top_k=3, batch_size=32):
+def predict_images(engine, paths, top_k=3, batch_size=32):
     """One dict per image: ``{"path", "predictions": [{"label", "probability"}, ...]}``, best first.
 
-    ``top_k`` is capped at the number of classes. Probabilities are the model's
+    ``engine`` is a ``keras_notes.deploy.engines.Engine`` (a run's model.keras or an exported
+    file). ``top_k`` is capped at the number of classes. Probabilities are the model's
     softmax outputs (each image's sum to 1 across all classes).
     """
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise KerasNotesError(f"top_k must be a positive integer; received top_k={top_k!r}")
-    image_size = model.input_shape[1]
     files = FileList(tuple(paths), (0,) * len(paths), tuple(_needs_pil(path) for path in paths))
-    dataset = image_dataset(files, image_size).map(lambda image, label: image).batch(batch_size)
-    probabilities = model.predict(dataset, verbose=0)  # (images, classes)
-    k = min(top_k, len(class_names))
+    probabilities = predict_files(engine, files, batch_size)  # (images, classes)
+    k = min(top_k, len(engine.class_names))
     results = []
     for path, row in zip(paths, probabilities):
         order = np.argsort(-row, kind="stable")[:k]
-        results.append({"path": path,
-                        "predictions": [{"label": class_names[i], "probability": float(row[i])} for i in order]})
+        results.append({"path": path, "predictions": [
+            {"label": engine.class_names[i], "probability": float(row[i])} for i in order]})
     return results
+
+
+def predict_files(engine, files, batch_size=32):
+    """``(len(files), classes)`` probabilities of ``engine`` on ``files`` (a ``FileList``), in order.
+
+    The images are decoded and resized by the training pipeline's own ``image_dataset``,
+    batch by batch, so memory holds one batch of images whatever the number of files.
+    """
+    dataset = image_dataset(files, engine.image_size).map(lambda image, label: image).batch(batch_size)
+    rows = [engine.predict(images) for images in dataset.as_numpy_iterator()]
+    return np.concatenate(rows) if rows else np.zeros((0, len(engine.class_names)), np.float32)
 
 
 def format_predictions(results, fmt="csv"):
@@ -127,16 +118,20 @@ def format_predictions(results, fmt="csv"):
     return buffer.getvalue()
 
 
-def predict(run_dir, inputs, top_k=3, fmt="csv", output=None, unsafe_load=False):
-    """Predict every image in ``inputs`` with the run's model; write to ``output`` or return the text.
+def predict(model_path, inputs, top_k=3, fmt="csv", output=None, unsafe_load=False):
+    """Predict every image in ``inputs``; write to ``output`` or return the text.
 
-    ``unsafe_load``: see ``load_run``; off by default.
+    ``model_path``: a run folder, or a file ``keras-notes-export`` wrote (.tflite, .onnx, a
+    SavedModel folder), each with its class names beside it. ``unsafe_load``: see
+    ``keras_notes.deploy.engines.load_model_file``; off by default.
     """
+    from keras_notes.deploy.engines import load_engine
+
     if fmt not in FORMATS:
         raise KerasNotesError(f"format must be one of {list(FORMATS)}; received format={fmt!r}")
     paths = collect_images(inputs)  # a mistyped path fails before the model is loaded
-    model, class_names = load_run(run_dir, unsafe_load=unsafe_load)
-    text = format_predictions(predict_images(model, class_names, paths, top_k), fmt)
+    engine = load_engine(model_path, unsafe_load=unsafe_load)
+    text = format_predictions(predict_images(engine, paths, top_k), fmt)
     if output is not None:
         runio.write_text(output, text)
     return text

@@ -9,6 +9,7 @@ A run folder::
     config.json          the resolved FinetuneConfig
     class_names.json     ["class_a", "class_b", ...], index = label
     skipped_files.json   [[path, reason], ...] for every file the scan did not use
+    split.json           the training and validation files, relative to their folders (see write_split)
     history.csv          one row per epoch, both phases (Keras's CSVLogger)
     logs/                TensorBoard
     checkpoints/phase1/  BackupAndRestore state (weights, optimizer, epoch) after each epoch
@@ -30,6 +31,7 @@ from keras_notes.errors import KerasNotesError
 CONFIG_FILE = "config.json"
 CLASS_NAMES_FILE = "class_names.json"
 SKIPPED_FILE = "skipped_files.json"
+SPLIT_FILE = "split.json"
 HISTORY_FILE = "history.csv"
 LOG_DIR = "logs"
 CHECKPOINT_DIR = "checkpoints"
@@ -58,10 +60,31 @@ def read_json(path):
 
 
 def write_start(run_dir, config, splits):
-    """What a run knows before training: ``config.json``, ``class_names.json``, ``skipped_files.json``."""
+    """What a run knows before training: ``config.json``, ``class_names.json``, ``skipped_files.json``,
+    ``split.json``."""
     write_json(os.path.join(run_dir, CONFIG_FILE), config.to_dict())
     write_json(os.path.join(run_dir, CLASS_NAMES_FILE), list(splits.class_names))
     write_json(os.path.join(run_dir, SKIPPED_FILE), [list(entry) for entry in splits.skipped])
+    write_split(os.path.join(run_dir, SPLIT_FILE), splits, config.data_dir, config.val_dir)
+
+
+def write_split(path, splits, data_dir, val_dir=None):
+    """Record which files trained and which validated, so that later checks use the same images.
+
+    ``{"data_dir": abs, "val_dir": abs or null, "train": [[relative path, label, needs_pil], ...],
+    "val": [...]}``: paths are relative to the folder they came from (validation files to
+    ``val_dir`` when the run had one), so that a moved folder can be named again and the
+    lists still apply. The folders are absolute so that the record holds from any directory.
+    """
+    val_root = data_dir if val_dir is None else val_dir
+
+    def rows(files, root):
+        return [[os.path.relpath(p, root), int(label), bool(pil)]
+                for p, label, pil in zip(files.paths, files.labels, files.needs_pil)]
+
+    return write_json(path, {"data_dir": os.path.abspath(data_dir),
+                             "val_dir": None if val_dir is None else os.path.abspath(val_dir),
+                             "train": rows(splits.train, data_dir), "val": rows(splits.val, val_root)})
 
 
 def save_model(model, path):
