@@ -7,19 +7,27 @@ Modules, one concern each:
 - ``keras_notes.experiments``: runnable versions of the notes' claims.
 - ``keras_notes.layers``: ``ImagePreprocessing``, the one custom layer a saved model holds.
 - ``keras_notes.finetune``: fine-tuning keras.applications bases on an image folder.
+- ``keras_notes.deploy``: running exported files (LiteRT, ONNX, SavedModel) without Keras.
 
-``import keras_notes`` imports Keras and registers ``ImagePreprocessing``, so that
-``keras.saving.load_model("runs/x/model.keras")`` works after it. On the TensorFlow
-backend that imports TensorFlow (about 5 s); on JAX it does not. Fine-tuning, which
-needs TensorFlow on any backend, is imported only with ``keras_notes.finetune``.
+After ``import keras_notes``, ``keras.saving.load_model("runs/x/model.keras")`` works:
+``ImagePreprocessing`` is registered as soon as Keras is imported, before or after this
+package (``keras_notes.registration``). The package itself imports neither Keras nor
+TensorFlow, so that ``import keras_notes`` stays cheap.
 """
 
-from keras_notes.startup import import_keras_quietly
+from keras_notes.errors import KerasNotesError
+from keras_notes.registration import register_with_keras
 
-import_keras_quietly()  # before any other import of Keras, so TensorFlow's start-up lines stay filtered
-
-from keras_notes.errors import KerasNotesError  # noqa: E402
-from keras_notes.layers import ImagePreprocessing  # noqa: E402 -- registers it for load_model
+register_with_keras()
 
 __all__ = ["ImagePreprocessing", "KerasNotesError"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # keras_notes.ImagePreprocessing imports Keras only when asked for.
+    if name == "ImagePreprocessing":
+        from keras_notes.layers import ImagePreprocessing
+
+        return ImagePreprocessing
+    raise AttributeError(f"module 'keras_notes' has no attribute {name!r}")

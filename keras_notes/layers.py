@@ -1,10 +1,10 @@
 """The package's one custom layer: ImageNet preprocessing inside the model.
 
 A ``Lambda`` would do the same arithmetic but cannot be loaded with Keras's
-``safe_mode`` on; a registered layer can. ``import keras_notes`` imports this module,
-so the registration (as ``keras_notes>ImagePreprocessing``, the name every saved
-``model.keras`` refers to) is done before a user calls ``keras.saving.load_model``.
-It needs only Keras, on any backend.
+``safe_mode`` on; a registered layer can. After ``import keras_notes`` this module is
+imported as soon as Keras is (``keras_notes.registration``), so the registration, as
+``keras_notes>ImagePreprocessing`` (the name every saved ``model.keras`` refers to), is
+done before a user can call ``keras.saving.load_model``. It needs only Keras, on any backend.
 """
 
 import keras

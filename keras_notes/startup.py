@@ -83,26 +83,3 @@ def import_tensorflow_quietly():
 
         tensorflow.config.list_physical_devices("GPU")
     return tensorflow
-
-
-def import_keras_quietly():
-    """Import Keras, on the TensorFlow backend through the same filter; -> the module.
-
-    ``import keras_notes`` calls this before anything else imports Keras: on the
-    TensorFlow backend Keras imports TensorFlow, and a later ``import_tensorflow_quietly``
-    would find it already imported, its start-up lines printed. On the JAX backend
-    nothing imports TensorFlow. A plain import when Keras is already imported or
-    ``KERAS_NOTES_TF_STARTUP_LOG`` is set.
-    """
-    if "keras" in sys.modules or os.environ.get("KERAS_NOTES_TF_STARTUP_LOG"):
-        import keras
-
-        return keras
-    with filtered_stderr(startup_patterns()):
-        import keras
-
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow
-
-            tensorflow.config.list_physical_devices("GPU")  # the cuInit probe, inside the filter
-    return keras

@@ -1,6 +1,7 @@
 """On the JAX backend, the notes' builders, the parameter engine and the backprop check
-run without importing TensorFlow (fine-tuning, which needs tf.distribute, is not imported),
-and a model holding the package's layer saves and loads."""
+run without importing TensorFlow (fine-tuning, which needs tf.distribute, is not imported).
+The package imports no Keras itself, yet registers its layer when Keras comes after it, and
+a model holding that layer saves and loads."""
 
 import os
 import subprocess
@@ -8,13 +9,20 @@ import sys
 
 import pytest
 
-# Each step prints whether TensorFlow has been imported so far; a failure names the step.
+# Each step prints whether TensorFlow has been imported so far, or the value it checks; a
+# failure names the step.
 CODE = """
-import sys
-def report(step):
-    print(step, "tensorflow" in sys.modules, flush=True)
+import importlib.util, sys
+def report(step, value=None):
+    print(step, "tensorflow" in sys.modules if value is None else value, flush=True)
 
-import keras, keras_notes
+import keras_notes
+report("package-imports-keras", "keras" in sys.modules)
+importlib.util.find_spec("keras")  # a look without an import, as keras_notes.deploy makes
+import keras
+# Nothing has imported keras_notes.layers yet: only the package's finder can have.
+report("registered-by-import-keras",
+       keras.saving.get_registered_object("keras_notes>ImagePreprocessing") is not None)
 from keras_notes import notes_models, params
 from keras_notes.experiments import backprop
 report("import")
@@ -52,6 +60,7 @@ def test_jax_backend_never_imports_tensorflow(tmp_path):
     # Before params stopped calling layer.get_config() (whose serialisation imports
     # TensorFlow whenever it is installed), this read "build+count True".
     steps = dict(line.split() for line in result.stdout.splitlines())
-    assert steps == {"import": "False", "build+count": "False", "backprop": "False", "backend": "jax",
+    assert steps == {"package-imports-keras": "False", "registered-by-import-keras": "True",
+                     "import": "False", "build+count": "False", "backprop": "False", "backend": "jax",
                      "save+load": "ok"}
 

@@ -147,7 +147,7 @@ def load_model_file(model_path, unsafe_load=False):
     stored Python code run: only for a file the user trusts. Without it such a file is
     refused with a one-line ``KerasNotesError`` saying so.
     """
-    import keras  # ImagePreprocessing, which model.keras holds, is registered by keras_notes/__init__.py
+    import keras  # this import registers ImagePreprocessing, which model.keras holds (keras_notes.registration)
 
     try:
         return keras.saving.load_model(model_path, compile=False, safe_mode=not unsafe_load)
