@@ -12,19 +12,19 @@ which reads like a failure and is not one:
     To enable the following instructions: AVX2 AVX512F ..., in other operations, rebuild TensorFlow ...
     E0000 ... cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: ... (303)
 
-``import_tensorflow_quietly`` imports TensorFlow and probes its GPUs with the process's
-stderr (file descriptor 2, which the C++ code writes to) sent to a temporary file, then
-writes back every line that is not one of exactly these. Anything else TensorFlow says,
-errors included, still reaches stderr; the cuInit line is dropped only when the machine
-has no NVIDIA device node, where there is no GPU for it to have failed on. Set
-``KERAS_NOTES_TF_STARTUP_LOG=1`` to see the lines as TensorFlow prints them.
+Every command line runs inside ``quiet_tensorflow_startup`` (``cli._common.user_errors_exit_2``):
+the process's stderr (file descriptor 2, which the C++ code writes to) passes through a
+filter that drops exactly these lines and lets every other one through as it is written.
+Anything else TensorFlow says, errors included, still reaches stderr; the cuInit line is
+dropped only when the machine has no NVIDIA device node, where there is no GPU for it to
+have failed on. Set ``KERAS_NOTES_TF_STARTUP_LOG=1`` to see the lines as TensorFlow prints them.
 """
 
 import contextlib
 import os
 import re
 import sys
-import tempfile
+import threading
 
 _TIMESTAMP = r"[IWE]\d{4} [\d:.]+\s+\d+ "
 STARTUP_LINES = (
@@ -48,38 +48,44 @@ def startup_patterns():
 
 @contextlib.contextmanager
 def filtered_stderr(patterns):
-    """Send file descriptor 2 to a temporary file inside the block; write back the lines no pattern matches."""
+    """Inside the block, pass every line written to file descriptor 2 through unless a pattern matches it.
+
+    The descriptor goes to a pipe that a thread reads line by line, so lines reach the real
+    stderr as they are written (a long run's warnings are not held back), and child
+    processes, which inherit the descriptor, are filtered too.
+    """
     sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            lines = capture.read().decode("utf-8", errors="replace").splitlines(keepends=True)
-            kept = [line for line in lines if not any(pattern.match(line.rstrip("\n")) for pattern in patterns)]
-            if kept:
-                sys.stderr.write("".join(kept))
-                sys.stderr.flush()
+    real = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def forward():
+        with os.fdopen(read_end, "rb") as pipe:
+            for line in pipe:
+                text = line.decode("utf-8", errors="replace").rstrip("\n")
+                if not any(pattern.match(text) for pattern in patterns):
+                    os.write(real, line)
+
+    thread = threading.Thread(target=forward, name="stderr-filter", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(real, 2)  # closes the pipe's last write end in this process: the thread reads to its end
+        # A child still holding the pipe (a worker left running) must not hang the exit.
+        thread.join(timeout=10)
+        if not thread.is_alive():
+            os.close(real)
 
 
-def import_tensorflow_quietly():
-    """Import TensorFlow (and so Keras's TensorFlow backend) without its start-up lines; -> the module.
+def quiet_tensorflow_startup():
+    """``filtered_stderr`` of TensorFlow's start-up lines, for a command line's whole run.
 
-    A no-op filter when TensorFlow is already imported or ``KERAS_NOTES_TF_STARTUP_LOG`` is set.
-    Listing the GPUs runs CUDA's probe (the cuInit line) inside the filter; it does not
-    start TensorFlow's runtime, so logical devices and multi-worker strategies can still be set up.
+    Nothing is filtered when TensorFlow is already imported (its start-up lines are behind
+    it) or ``KERAS_NOTES_TF_STARTUP_LOG`` is set.
     """
     if "tensorflow" in sys.modules or os.environ.get("KERAS_NOTES_TF_STARTUP_LOG"):
-        import tensorflow
-
-        return tensorflow
-    with filtered_stderr(startup_patterns()):
-        import tensorflow
-
-        tensorflow.config.list_physical_devices("GPU")
-    return tensorflow
+        return contextlib.nullcontext()
+    return filtered_stderr(startup_patterns())

@@ -37,7 +37,7 @@ def test_a_gpu_is_recognised_by_its_device_node(tmp_path):
     assert startup.has_nvidia_device(str(tmp_path))
 
 
-def _import_stderr(code, **env):
+def _stderr_of(code, **env):
     environment = {key: value for key, value in os.environ.items()
                    if key not in ("KERAS_NOTES_TF_STARTUP_LOG", "KERAS_BACKEND")}
     environment.update(env)
@@ -45,10 +45,40 @@ def _import_stderr(code, **env):
                           timeout=120).stderr
 
 
-def test_importing_tensorflow_quietly_prints_nothing_here():
-    code = "from keras_notes.startup import import_tensorflow_quietly as q; q(); print('ok')"
-    loud = _import_stderr(code, KERAS_NOTES_TF_STARTUP_LOG="1")
+# A command line's main as the CLIs write it: TensorFlow imported inside, devices probed, one
+# line of its own on stderr.
+COMMAND = """
+import sys
+from keras_notes.cli._common import user_errors_exit_2
+
+@user_errors_exit_2
+def main(argv=None):
+    import tensorflow as tf
+    tf.config.list_physical_devices("GPU")
+    print("the command's own line", file=sys.stderr)
+    return 0
+
+raise SystemExit(main())
+"""
+
+
+def test_a_command_line_shows_its_own_stderr_without_tensorflows_start_up_lines():
+    loud = _stderr_of(COMMAND, KERAS_NOTES_TF_STARTUP_LOG="1")
     # Without the filter TensorFlow prints its start-up lines (the test can fail) ...
     assert "cudart_stub.cc" in loud or "port.cc" in loud, loud
-    # ... and with it, nothing is left of them.
-    assert _import_stderr(code) == ""
+    # ... and with it, the command's own line is all that is left.
+    assert _stderr_of(COMMAND) == "the command's own line\n"
+
+
+def test_lines_pass_through_while_the_block_runs(capfd):
+    """A long run's warnings reach stderr when written, not at the end."""
+    import time
+
+    with startup.filtered_stderr(startup.STARTUP_LINES):
+        os.write(2, b"first\n")
+        deadline = time.time() + 5
+        seen = ""
+        while "first" not in seen and time.time() < deadline:
+            time.sleep(0.05)
+            seen += capfd.readouterr().err
+        assert seen == "first\n"

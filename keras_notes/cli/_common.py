@@ -6,6 +6,7 @@ import os
 import sys
 
 from keras_notes.fields import flag_fields
+from keras_notes.startup import quiet_tensorflow_startup
 
 # TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) buries a CLI's own output.
 # Set before TensorFlow is imported; a user's own setting wins.
@@ -17,12 +18,14 @@ USAGE_ERROR = 2  # the exit status argparse itself uses for a bad invocation
 def user_errors_exit_2(main):
     """Wrap ``main(argv)`` so that a ``ValueError`` (``KerasNotesError`` included) or a
     missing file becomes ``prog: error: message`` on stderr and exit status 2, with no
-    traceback. Anything else is a bug and keeps its traceback."""
+    traceback. Anything else is a bug and keeps its traceback. TensorFlow's start-up
+    lines are filtered from stderr meanwhile (``keras_notes.startup``)."""
 
     @functools.wraps(main)
     def wrapper(argv=None):
         try:
-            return main(argv)
+            with quiet_tensorflow_startup():  # TensorFlow's pre-absl start-up lines (keras_notes.startup)
+                return main(argv)
         except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
             prog = os.path.basename(sys.argv[0]) or "keras_notes"
             message = " ".join(str(error).split())  # one line, whatever the message held

@@ -41,8 +41,23 @@ imports no TensorFlow.
 """
 
 from keras_notes.finetune.config import FinetuneConfig
-from keras_notes.finetune.models import build_model, course_mobilenet, course_vgg16, unfreeze
 from keras_notes.finetune.predict import predict
 from keras_notes.finetune.run import finetune
 
+# The builders need Keras (and so TensorFlow); they are imported on first use, so that the
+# command lines, which import this package for its config, answer --help at once.
+_FROM_MODELS = ("build_model", "course_mobilenet", "course_vgg16", "unfreeze")
+
 __all__ = ["FinetuneConfig", "build_model", "course_mobilenet", "course_vgg16", "finetune", "predict", "unfreeze"]
+
+
+def __getattr__(name):
+    if name in _FROM_MODELS:
+        from keras_notes.finetune import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_FROM_MODELS))

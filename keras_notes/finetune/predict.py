@@ -16,7 +16,6 @@ import numpy as np
 
 from keras_notes.errors import KerasNotesError
 from keras_notes.finetune import runio
-from keras_notes.finetune.data import FileList, image_dataset
 from keras_notes.finetune.scan import IMAGE_EXTENSIONS, check_image
 
 FORMATS = ("csv", "json")
@@ -78,6 +77,8 @@ def predict_images(engine, paths, top_k=3, batch_size=32):
     """
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise KerasNotesError(f"top_k must be a positive integer; received top_k={top_k!r}")
+    from keras_notes.finetune.data import FileList  # TensorFlow: only once there is something to predict
+
     files = FileList(tuple(paths), (0,) * len(paths), tuple(_needs_pil(path) for path in paths))
     probabilities = predict_files(engine, files, batch_size)  # (images, classes)
     k = min(top_k, len(engine.class_names))
@@ -95,6 +96,8 @@ def predict_files(engine, files, batch_size=32):
     The images are decoded and resized by the training pipeline's own ``image_dataset``,
     batch by batch, so memory holds one batch of images whatever the number of files.
     """
+    from keras_notes.finetune.data import image_dataset
+
     dataset = image_dataset(files, engine.image_size).map(lambda image, label: image).batch(batch_size)
     rows = [engine.predict(images) for images in dataset.as_numpy_iterator()]
     return np.concatenate(rows) if rows else np.zeros((0, len(engine.class_names)), np.float32)
