@@ -1,4 +1,4 @@
-"""Check a hand-written NumPy backward pass against TensorFlow, and train with both.
+"""Check a hand-written NumPy backward pass against the backend's autodiff, and train with both.
 
     python scripts/backprop.py [--seed 0] [--steps 25] [--learning-rate 0.5] [--output runs/plots/backprop.png]
 """
@@ -24,11 +24,13 @@ def main(argv=None):
     args = parse_args(argv)
     config = config_from_args(BackpropConfig, args)
     result = compare_gradients(config)
-    headers = ["gradient of the loss w.r.t.", "shape", "|g| NumPy", "|g| TF", "max |diff|", "trainable"]
+    # The autodiff side is the backend's own: tf.GradientTape on TensorFlow, jax.grad on JAX.
+    autodiff = {"tensorflow": "tf.GradientTape", "jax": "jax.grad"}.get(result["backend"], result["backend"])
+    headers = ["gradient of the loss w.r.t.", "shape", "|g| NumPy", f"|g| {autodiff}", "max |diff|", "trainable"]
     rows = [(name, "x".join(map(str, shape)), n_np, n_tf, f"{diff:.1e}", "yes" if trainable else "no")
             for name, shape, n_np, n_tf, diff, trainable in result["rows"]]
     print(format_table(headers, rows, align="llrrrl"))
-    print(f"\nloss: NumPy {result['loss_numpy']:.12f}  tf.GradientTape {result['loss_tf']:.12f}")
+    print(f"\nloss: NumPy {result['loss_numpy']:.12f}  {autodiff} {result['loss_autodiff']:.12f}")
     print(f"one SGD step (lr={config.learning_rate}): max |NumPy - keras.optimizers.SGD| "
           f"over all weights = {result['sgd_max_abs_diff']:.1e}")
     print(f"The inputs get a gradient too (|dL/dx| above), but they are data, not one of the "

@@ -213,7 +213,7 @@ def compare_gradients(config=BackpropConfig()):
 
     Returns a dict: ``rows`` (one per kernel, bias and the input: name, shape, NumPy
     norm, autodiff norm, max abs diff, trainable), ``backend``, ``loss_numpy``,
-    ``loss_autodiff`` (also under its older name ``loss_tf``), ``sgd_max_abs_diff``
+    ``loss_autodiff``, ``sgd_max_abs_diff``
     (weights after one NumPy SGD step vs one ``keras.optimizers.SGD`` step applied with
     the autodiff gradients) and ``trainable_count``.
     """
@@ -246,7 +246,7 @@ def compare_gradients(config=BackpropConfig()):
                    zip([w for pair in stepped for w in pair], stepped_keras))
 
     return {"rows": rows, "backend": keras.backend.backend(), "loss_numpy": cross_entropy(probs, y),
-            "loss_autodiff": loss_autodiff, "loss_tf": loss_autodiff,
+            "loss_autodiff": loss_autodiff,
             "sgd_max_abs_diff": sgd_diff, "trainable_count": len(model.trainable_variables)}
 
 
