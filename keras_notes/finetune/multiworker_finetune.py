@@ -64,7 +64,8 @@ def finetune_multi_worker(config):
 
     config = dataclasses.replace(config.resolve(), strategy=STRATEGY_NAME, precision="float32")
     resolve_weights(config.arch, config.weights)
-    splits = load_splits(config.data_dir, config.val_dir, config.val_split, config.seed)
+    splits = load_splits(config.data_dir, config.val_dir, config.val_split, config.seed,
+                         ignore_exif=config.ignore_exif)
     class_names = splits.class_names
     per_replica = check_batch_size(config.batch_size, strategy)
 

@@ -134,7 +134,8 @@ def finetune(config):
     config = config.resolve()
     resolve_weights(config.arch, config.weights)  # a missing weights file fails before anything is done
     keras.utils.set_random_seed(config.seed)  # Python, NumPy and TensorFlow: init and dropout repeat
-    splits = load_splits(config.data_dir, config.val_dir, config.val_split, config.seed)
+    splits = load_splits(config.data_dir, config.val_dir, config.val_split, config.seed,
+                         ignore_exif=config.ignore_exif)
     strategy = make_strategy(config.strategy)
     per_replica = check_batch_size(config.batch_size, strategy)
     precision = resolve_precision(config.precision, strategy)
@@ -191,6 +192,12 @@ def _write_start(run_dir, config, splits):
          f"validation images, {len(splits.skipped)} files skipped (listed in {runio.SKIPPED_FILE})")
     if splits.skipped:
         _say(textwrap.indent(format_skipped(splits.skipped, SKIPPED_SHOWN), "  skipped "))
+    turned = sum(value != 1 for files in (splits.train, splits.val) for value in files.orientation)
+    if turned:
+        _say(f"EXIF orientation: {turned} images turned upright as they are displayed (--ignore-exif to use "
+             f"them as stored)")
+    if splits.notes:
+        _say(textwrap.indent(format_skipped(splits.notes, SKIPPED_SHOWN), "  note "))
 
 
 def _train_phases(model, config, strategy, run_dir, splits, val_data, kept):
