@@ -11,7 +11,7 @@ from keras_notes.errors import KerasNotesError
 from keras_notes.finetune import cache, runio
 from keras_notes.finetune.data import FileList, load_splits, make_dataset, make_eval_dataset
 from keras_notes.finetune.models import build_model, first_trained_layer, recalibrate_batch_norm, unfreeze
-from keras_notes.finetune.train import finetune
+from keras_notes.finetune.run import finetune
 
 BATCH = 4
 

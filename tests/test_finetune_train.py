@@ -52,7 +52,7 @@ def test_phase_1_changes_only_the_head_and_phase_2_only_the_unfrozen_layers(imag
         return history
 
     monkeypatch.setattr(train, "run_phase", recording_run_phase)
-    train.finetune(_config(images, tmp_path / "run", weights=weights_file, freeze_base=None, lr=1e-2,
+    train.finetune_one_machine(_config(images, tmp_path / "run", weights=weights_file, freeze_base=None, lr=1e-2,
                            fine_tune_epochs=1, unfreeze_top_n=6))
     before, after_1, after_2 = snapshots
 
@@ -89,9 +89,9 @@ def _record_optimizer_steps(monkeypatch):
 @pytest.mark.slow
 def test_resume_extends_a_finished_run_with_its_optimizer_state(images, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    train.finetune(_config(images, run, epochs=1))
+    train.finetune_one_machine(_config(images, run, epochs=1))
     steps = _record_optimizer_steps(monkeypatch)
-    result = train.finetune(_config(images, run, epochs=2, resume=True))
+    result = train.finetune_one_machine(_config(images, run, epochs=2, resume=True))
     assert [row["epoch"] for row in result.history] == [0, 1]
     assert [row["epoch"] for row in runio.read_history(run / runio.HISTORY_FILE)] == [0, 1]
     # Adam counted the steps of both runs: its state came back with the backup.
@@ -118,14 +118,14 @@ def test_resume_after_an_interruption_continues_from_the_last_completed_epoch(im
     monkeypatch.setattr(train, "phase_callbacks", lambda *args, **kwargs: original(*args, **kwargs) + [Interrupt(2)])
     two_phases = dict(epochs=3, fine_tune_epochs=1, unfreeze_top_n=6)
     with pytest.raises(KeyboardInterrupt):
-        train.finetune(_config(images, run, **two_phases))
+        train.finetune_one_machine(_config(images, run, **two_phases))
     first = runio.read_history(run / runio.HISTORY_FILE)
     assert [row["epoch"] for row in first] == [0, 1]
     assert not (run / runio.MODEL_FILE).exists()
 
     monkeypatch.setattr(train, "phase_callbacks", original)
     steps = _record_optimizer_steps(monkeypatch)
-    result = train.finetune(_config(images, run, resume=True, **two_phases))
+    result = train.finetune_one_machine(_config(images, run, resume=True, **two_phases))
     # Phase 1 picks up at epoch 2 (0-based); phase 2 then runs epoch 3 alone, not from epoch 2.
     assert [row["epoch"] for row in result.history] == [0, 1, 2, 3]
     assert [row["seconds"] for row in result.history[:2]] == [row["seconds"] for row in first]  # not re-run
@@ -139,10 +139,10 @@ def test_resume_refuses_another_arch_before_training(images, tmp_path):
     runio.write_json(run / runio.CONFIG_FILE, _config(images, run).resolve().to_dict())
     runio.write_json(run / runio.CLASS_NAMES_FILE, ["cat", "dog", "eel"])
     with pytest.raises(KerasNotesError, match="arch 'mobilenet' -> 'vgg16'"):
-        train.finetune(_config(images, run, arch="vgg16", resume=True))
+        train.finetune_one_machine(_config(images, run, arch="vgg16", resume=True))
     with pytest.raises(KerasNotesError, match="class names"):
         runio.write_json(run / runio.CLASS_NAMES_FILE, ["cat", "dog", "fox"])
-        train.finetune(_config(images, run, resume=True))
+        train.finetune_one_machine(_config(images, run, resume=True))
 
 
 def test_verbosity_follows_the_terminal(monkeypatch):

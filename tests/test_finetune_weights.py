@@ -74,6 +74,8 @@ def test_offline_imagenet_error_names_the_exact_file(tmp_path):
         # The package's own table agrees with what Keras tried to download.
         assert imagenet_file_name(arch, include_top=include_top, image_size=size) == file_name
     assert not os.listdir(models_dir)  # nothing half-downloaded left in the cache
+    # The one-line error stands alone: Keras's "Downloading data from ..." is held back offline.
+    assert "Downloading data from" not in result.stdout, result.stdout
 
 
 def test_resolve_weights_cases(tmp_path, monkeypatch):

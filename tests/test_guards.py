@@ -86,7 +86,7 @@ def test_nan_from_the_last_batchs_update_is_caught_by_validation(images, tmp_pat
     last_batch = 12 // BATCH - 1  # 12 training images in batches of 4: batches 0, 1, 2
     _inject(monkeypatch, AtBatch(0, last_batch, _poison))  # every training loss of epoch 1 stays finite
     with pytest.raises(guards.TrainingDiverged, match="val_loss became nan in epoch 1;"):
-        train.finetune(FinetuneConfig(images, arch="mobilenet", weights=None, freeze_base=True, image_size=32,
+        train.finetune_one_machine(FinetuneConfig(images, arch="mobilenet", weights=None, freeze_base=True, image_size=32,
                                       batch_size=BATCH, epochs=2, output=str(run), verbose=0))
     assert not list((run / runio.CHECKPOINT_DIR).glob("*/latest.weights.h5"))  # nothing NaN saved
 

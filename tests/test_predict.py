@@ -16,7 +16,7 @@ from finetune_images import make_image_folder
 from keras_notes.cli import predict as cli
 from keras_notes.finetune import runio
 from keras_notes.finetune.config import FinetuneConfig
-from keras_notes.finetune.train import finetune
+from keras_notes.finetune.run import finetune
 
 
 @pytest.fixture(scope="module")

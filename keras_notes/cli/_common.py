@@ -5,6 +5,8 @@ import functools
 import os
 import sys
 
+from keras_notes.fields import flag_fields
+
 # TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) buries a CLI's own output.
 # Set before TensorFlow is imported; a user's own setting wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -44,24 +46,47 @@ def comma_separated(kind):
     return parse
 
 
-def add_config_flags(parser, config_class, helps):
-    """Add ``--field-name`` for each field in ``helps`` ({field: help}), typed and defaulted from ``config_class()``.
+def add_config_flags(parser, config_class, exclude=()):
+    """Add one argument per ``keras_notes.fields.option`` field of ``config_class`` (except ``exclude``).
 
-    A bool field becomes ``--flag / --no-flag``; a field whose default is None takes a string.
-    ``config_from_args`` builds the config back from the parsed flags.
+    A positional field becomes a positional argument; a ``bool`` field ``--flag / --no-flag``;
+    any other field ``--field-name`` parsed by its ``parse`` (or its default's type) and
+    defaulting to the field's default. ``config_from_args`` builds the config back.
     """
-    defaults = config_class()
-    for name, text in helps.items():
-        default = getattr(defaults, name)
-        flag = "--" + name.replace("_", "-")
-        if isinstance(default, bool):
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default,
-                                help=f"{text} (default: %(default)s)")
+    for field in flag_fields(config_class):
+        if field.name in exclude:
+            continue
+        meta = field.metadata
+        text = meta["help"] if "default" in meta["help"] else f"{meta['help']} (default: %(default)s)"
+        options = {key: value for key, value in meta.items() if key not in ("help", "parse", "positional")}
+        flag = "--" + field.name.replace("_", "-")
+        if meta.get("positional"):
+            parser.add_argument(field.name, type=meta["parse"], help=meta["help"], **options)
+        elif meta["parse"] is None and (field.default is None or isinstance(field.default, bool)):
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
+                                default=field.default, help=text, **options)
         else:
-            parser.add_argument(flag, dest=name, type=str if default is None else type(default), default=default,
-                                help=f"{text} (default: %(default)s)")
+            parse = meta["parse"] or type(field.default)
+            parser.add_argument(flag, dest=field.name, type=parse, default=field.default, help=text, **options)
 
 
-def config_from_args(config_class, args, helps):
-    """``config_class`` with the fields ``add_config_flags`` added taken from ``args``; the rest keep their defaults."""
-    return config_class(**{name: getattr(args, name) for name in helps})
+def config_from_args(config_class, args, exclude=()):
+    """``config_class`` built from the flags ``add_config_flags`` added; other fields keep their defaults."""
+    return config_class(**{field.name: getattr(args, field.name) for field in flag_fields(config_class)
+                           if field.name not in exclude})
+
+
+def experiment_parser(prog, doc, config_class, output, output_help, lists=()):
+    """The parser every experiment CLI shares: its config's flags, comma-separated lists, ``--output``.
+
+    ``lists`` holds ``(flag, kind, default, help)`` for the sweeps that are arguments of the
+    experiment function rather than config fields (``--strengths 0,0.01``).
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    add_config_flags(parser, config_class)
+    for flag, kind, default, text in lists:
+        shown = ",".join(f"{value:g}" for value in default)
+        parser.add_argument(flag, type=comma_separated(kind), default=default,
+                            help=f"{text} (default {shown})")
+    parser.add_argument("--output", default=output, help=f"{output_help} (default: %(default)s)")
+    return parser

@@ -3,22 +3,17 @@
     python scripts/backprop.py [--seed 0] [--steps 25] [--learning-rate 0.5] [--output runs/plots/backprop.png]
 """
 
-import argparse
-
-from keras_notes.cli._common import add_config_flags, config_from_args, user_errors_exit_2
+from keras_notes.cli._common import config_from_args, experiment_parser, user_errors_exit_2
 from keras_notes.report import format_table, new_figure, save_figure
 
 DEFAULT_OUTPUT = "runs/plots/backprop.png"
-FLAGS = {"seed": "weights and data seed", "batch": "samples in the (single) batch",
-         "steps": "full-batch SGD steps to plot", "learning_rate": "SGD learning rate"}
 
 
 def parse_args(argv=None):
     from keras_notes.experiments.backprop import BackpropConfig
 
-    parser = argparse.ArgumentParser(prog="keras-notes-backprop", description=__doc__.splitlines()[0])
-    add_config_flags(parser, BackpropConfig, FLAGS)
-    parser.add_argument("--output", default=DEFAULT_OUTPUT, help="PNG path for the loss curves")
+    parser = experiment_parser("keras-notes-backprop", __doc__, BackpropConfig,
+                               DEFAULT_OUTPUT, "PNG path for the loss curves")
     return parser.parse_args(argv)
 
 
@@ -27,7 +22,7 @@ def main(argv=None):
     from keras_notes.experiments.backprop import BackpropConfig, compare_gradients, training_curves
 
     args = parse_args(argv)
-    config = config_from_args(BackpropConfig, args, FLAGS)
+    config = config_from_args(BackpropConfig, args)
     result = compare_gradients(config)
     headers = ["gradient of the loss w.r.t.", "shape", "|g| NumPy", "|g| TF", "max |diff|", "trainable"]
     rows = [(name, "x".join(map(str, shape)), n_np, n_tf, f"{diff:.1e}", "yes" if trainable else "no")

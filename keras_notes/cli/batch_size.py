@@ -4,24 +4,18 @@
                                  [--output runs/plots/batch_size.png]
 """
 
-import argparse
-
-from keras_notes.cli._common import add_config_flags, comma_separated, config_from_args, user_errors_exit_2
+from keras_notes.cli._common import config_from_args, experiment_parser, user_errors_exit_2
 from keras_notes.report import format_table, new_figure, save_figure
 
 DEFAULT_OUTPUT = "runs/plots/batch_size.png"
-FLAGS = {"seed": "data, weights and shuffling seed", "epochs": "the same for every batch size",
-         "samples": "training samples", "learning_rate": "SGD, all sizes"}
 
 
 def parse_args(argv=None):
     from keras_notes.experiments.batch_size import BATCH_SIZES, BatchSizeConfig
 
-    parser = argparse.ArgumentParser(prog="keras-notes-batch-size", description=__doc__.splitlines()[0])
-    add_config_flags(parser, BatchSizeConfig, FLAGS)
-    parser.add_argument("--batch-sizes", type=comma_separated(int), default=BATCH_SIZES,
-                        help="comma-separated (default 1,4,16,64,256)")
-    parser.add_argument("--output", default=DEFAULT_OUTPUT, help="PNG path for the two plots")
+    parser = experiment_parser("keras-notes-batch-size", __doc__, BatchSizeConfig,
+                               DEFAULT_OUTPUT, "PNG path for the two plots",
+                               lists=[("--batch-sizes", int, BATCH_SIZES, "comma-separated batch sizes")])
     return parser.parse_args(argv)
 
 
@@ -63,7 +57,7 @@ def main(argv=None):
     from keras_notes.experiments.batch_size import BatchSizeConfig, batch_size_sweep, build_model
 
     args = parse_args(argv)
-    config = config_from_args(BatchSizeConfig, args, FLAGS)
+    config = config_from_args(BatchSizeConfig, args)
     rows = batch_size_sweep(args.batch_sizes, config)
     print(f"In[7]-shaped model ({build_model().count_params():,} parameters), {config.samples} training samples, {config.epochs} epochs, "
           f"SGD lr={config.learning_rate} for every batch size")

@@ -3,22 +3,17 @@
     python scripts/gradients.py [--seed 0] [--depth 20] [--width 64] [--output runs/plots/gradients.png]
 """
 
-import argparse
-
-from keras_notes.cli._common import add_config_flags, config_from_args, user_errors_exit_2
+from keras_notes.cli._common import config_from_args, experiment_parser, user_errors_exit_2
 from keras_notes.report import format_table, new_figure, save_figure
 
 DEFAULT_OUTPUT = "runs/plots/gradients.png"
-FLAGS = {"seed": "weights, inputs and labels seed", "depth": "Dense layers, head included",
-         "width": "units per hidden layer", "batch": "samples in the fixed batch"}
 
 
 def parse_args(argv=None):
     from keras_notes.experiments.gradients import GradientConfig
 
-    parser = argparse.ArgumentParser(prog="keras-notes-gradients", description=__doc__.splitlines()[0])
-    add_config_flags(parser, GradientConfig, FLAGS)
-    parser.add_argument("--output", default=DEFAULT_OUTPUT, help="PNG path for the per-layer plot")
+    parser = experiment_parser("keras-notes-gradients", __doc__, GradientConfig,
+                               DEFAULT_OUTPUT, "PNG path for the per-layer plot")
     return parser.parse_args(argv)
 
 
@@ -49,7 +44,7 @@ def main(argv=None):
     from keras_notes.experiments.gradients import GradientConfig, gradient_study, initializer_variances
 
     args = parse_args(argv)
-    config = config_from_args(GradientConfig, args, FLAGS)
+    config = config_from_args(GradientConfig, args)
     results = gradient_study(config)
     rows = [(r["activation"], r["initializer"], f"{r['norms'][0]:.1e}", f"{r['norms'][-1]:.1e}",
              f"{r['ratio']:.1e}", f"{r['median']:.1e}", r["verdict"]) for r in results]

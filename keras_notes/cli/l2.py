@@ -3,24 +3,18 @@
     python scripts/l2.py [--seed 0] [--epochs 100] [--strengths 0,0.001,0.01,0.1] [--output runs/plots/l2.png]
 """
 
-import argparse
-
-from keras_notes.cli._common import add_config_flags, comma_separated, config_from_args, user_errors_exit_2
+from keras_notes.cli._common import config_from_args, experiment_parser, user_errors_exit_2
 from keras_notes.report import format_table, new_figure, save_figure
 
 DEFAULT_OUTPUT = "runs/plots/l2.png"
-FLAGS = {"seed": "data, weights and shuffling seed", "epochs": "training epochs",
-         "train_samples": "training samples (few, so that the model can overfit)"}
 
 
 def parse_args(argv=None):
     from keras_notes.experiments.l2 import STRENGTHS, L2Config
 
-    parser = argparse.ArgumentParser(prog="keras-notes-l2", description=__doc__.splitlines()[0])
-    add_config_flags(parser, L2Config, FLAGS)
-    parser.add_argument("--strengths", type=comma_separated(float), default=STRENGTHS,
-                        help="comma-separated L2 factors (default 0,0.001,0.01,0.1)")
-    parser.add_argument("--output", default=DEFAULT_OUTPUT, help="PNG path for the weight-norm curves")
+    parser = experiment_parser("keras-notes-l2", __doc__, L2Config,
+                               DEFAULT_OUTPUT, "PNG path for the weight-norm curves",
+                               lists=[("--strengths", float, STRENGTHS, "comma-separated L2 factors")])
     return parser.parse_args(argv)
 
 
@@ -31,7 +25,7 @@ def main(argv=None):
     from keras_notes.experiments.l2 import L2Config, l2_sweep
 
     args = parse_args(argv)
-    config = config_from_args(L2Config, args, FLAGS)
+    config = config_from_args(L2Config, args)
     results = l2_sweep(args.strengths, config)
     rows = [(f"{r['l2']:g}", f"{r['weight_norm']:.3f}", f"{r['penalty']:.4f}", f"{r['train_loss']:.4f}",
              f"{r['val_loss']:.4f}") for r in results]

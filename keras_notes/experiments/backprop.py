@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from keras_notes.errors import KerasNotesError
+from keras_notes.fields import option
 
 # Five input features and two ReLU layers of 16 and 32 units, as in the notes' In[7];
 # three classes rather than two so the softmax is not a disguised sigmoid.
@@ -25,10 +26,11 @@ DEFAULT_SIZES = (5, 16, 32, 3)
 @dataclass(frozen=True)
 class BackpropConfig:
     sizes: tuple = DEFAULT_SIZES  # layer widths, input first, classes last
-    batch: int = 32  # a small batch keeps the float64 comparison instant
-    learning_rate: float = 0.5  # large enough that the loss visibly falls in a few steps
-    steps: int = 25  # SGD steps for the NumPy-vs-Keras training curve
-    seed: int = 0
+    batch: int = option(32, "samples in the (single) batch")  # a small batch keeps the float64 comparison instant
+    # Large enough that the loss visibly falls in a few steps
+    learning_rate: float = option(0.5, "SGD learning rate")
+    steps: int = option(25, "full-batch SGD steps to plot")  # for the NumPy-vs-Keras training curve
+    seed: int = option(0, "weights and data seed")
 
     def __post_init__(self):
         if len(self.sizes) < 2 or any(int(n) < 1 for n in self.sizes):

@@ -22,17 +22,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from keras_notes.errors import KerasNotesError
+from keras_notes.fields import option
 
 BATCH_SIZES = (1, 4, 16, 64, 256)
 
 
 @dataclass(frozen=True)
 class BatchSizeConfig:
-    samples: int = 512  # training samples; batch 1 then costs 512 steps per epoch
+    samples: int = option(512, "training samples")  # training samples; batch 1 then costs 512 steps per epoch
     val_samples: int = 1024
-    epochs: int = 5  # the fixed budget every batch size gets
-    learning_rate: float = 0.05  # plain SGD, the same for every batch size
-    seed: int = 0
+    epochs: int = option(5, "the same for every batch size")  # the fixed budget every batch size gets
+    learning_rate: float = option(0.05, "SGD, all sizes")  # plain SGD, the same for every batch size
+    seed: int = option(0, "data, weights and shuffling seed")
 
     def __post_init__(self):
         for name in ("samples", "val_samples", "epochs"):

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from keras_notes.errors import KerasNotesError
+from keras_notes.fields import option
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
 
@@ -52,11 +53,13 @@ INITIALIZERS = ("normal(1)", "normal(0.01)", "glorot_uniform", "he_normal")
 
 @dataclass(frozen=True)
 class GradientConfig:
-    depth: int = 20  # Dense layers including the head: deep enough for 0.25^19 ~ 4e-12 to show
-    width: int = 64  # units per hidden layer, and input features
-    batch: int = 128  # samples in the one fixed batch; the norms barely move with more
+    # Deep enough for sigmoid's 0.25^19 ~ 4e-12 to show.
+    depth: int = option(20, "Dense layers, head included")
+    width: int = option(64, "units per hidden layer, and input features")
+    # One fixed batch; the norms barely move with more samples.
+    batch: int = option(128, "samples in the fixed batch")
     classes: int = 10  # the linear head's outputs; cross-entropy's gradient w.r.t. logits is bounded
-    seed: int = 0
+    seed: int = option(0, "weights, inputs and labels seed")
 
     def __post_init__(self):
         for name, low in (("depth", 2), ("width", 1), ("batch", 1), ("classes", 2)):

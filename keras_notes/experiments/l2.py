@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from keras_notes.errors import KerasNotesError
+from keras_notes.fields import option
 
 STRENGTHS = (0.0, 1e-3, 1e-2, 1e-1)
 REGULARIZED_LAYER = "hidden2"  # the Dense(32) layer that carries the L2 penalty
@@ -39,13 +40,14 @@ def build_in10_model(l2_strength=0.01):
 
 @dataclass(frozen=True)
 class L2Config:
-    train_samples: int = 48  # few samples and noisy labels: room to overfit, so L2 has work to do
+    # Few samples and noisy labels: room to overfit, so L2 has work to do.
+    train_samples: int = option(48, "training samples (few, so that the model can overfit)")
     val_samples: int = 512  # a large validation set, so its loss is not itself noise
     label_noise: float = 0.2  # fraction of labels flipped
-    epochs: int = 100  # the kernel norms settle after ~60 epochs (see the plot)
+    epochs: int = option(100, "training epochs")  # the kernel norms settle after ~60 epochs (see the plot)
     batch_size: int = 16
     learning_rate: float = 0.01  # Adam
-    seed: int = 0
+    seed: int = option(0, "data, weights and shuffling seed")
 
     def __post_init__(self):
         for name in ("train_samples", "val_samples", "epochs", "batch_size"):

@@ -1,22 +1,39 @@
 """Fine-tuning keras.applications bases on an image folder.
 
+What a user imports::
+
+    from keras_notes.finetune import FinetuneConfig, finetune, predict
+    result = finetune(FinetuneConfig("data/digits", arch="vgg16", weights=None, image_size=32, epochs=5, lr=1e-4))
+    print(predict(result.run_dir, ["data/digits/8"], top_k=2))
+
+and the model builders ``build_model``, ``course_vgg16``, ``course_mobilenet`` and
+``unfreeze``. (``predict`` here is the function; its module's other functions are
+imported as ``from keras_notes.finetune.predict import load_run``.)
+
 One module per concern:
 
 - ``archs``: the registry of bases (name -> constructor, preprocessing, sizes).
-- ``layers``: ``ImagePreprocessing``, the arch's preprocessing inside the model.
 - ``weights``: ``"imagenet"``, ``None`` or a local file, and the offline error.
 - ``models``: ``build_model``, the course's two fine-tuned models, ``unfreeze``.
 - ``scan``: walking and validating an image folder.
 - ``data``: file lists to ``tf.data`` pipelines, splits, augmentation.
 - ``config``: ``FinetuneConfig``, the frozen dataclass the CLI mirrors.
 - ``strategy``: choosing a ``tf.distribute`` strategy and precision.
-- ``train``: ``finetune(config)``, the two training phases on ``fit``.
+- ``run``: ``finetune(config)``, which picks one of the two training paths below.
+- ``train``: the two training phases on ``fit``, on one machine.
+- ``cluster``, ``multiworker``, ``multiworker_finetune``, ``launcher``: training on several
+  machines with ``MultiWorkerMirroredStrategy`` and a custom loop, and a local launcher.
+- ``results``: what both paths share at the end: the result, the report, batch-norm recalibration.
 - ``cache``: each phase on the frozen part's output, computed once (phase 2's cut kept by phase 1's pass).
 - ``guards``: stopping cleanly on a signal or a NaN loss; atomic backups.
-- ``benchmark``: the keras.io recipe against the package, timed side by side.
 - ``evaluate``: accuracy, per-class precision/recall/F1, confusion matrix, plots.
 - ``runio``: the run folder, atomic writes, resume checks.
 - ``predict``: top-k predictions from a saved run.
-- ``cluster``, ``multiworker``, ``multiworker_finetune``, ``launcher``: training on several
-  machines with ``MultiWorkerMirroredStrategy`` and a custom loop, and a local launcher.
 """
+
+from keras_notes.finetune.config import FinetuneConfig
+from keras_notes.finetune.models import build_model, course_mobilenet, course_vgg16, unfreeze
+from keras_notes.finetune.predict import predict
+from keras_notes.finetune.run import finetune
+
+__all__ = ["FinetuneConfig", "build_model", "course_mobilenet", "course_vgg16", "finetune", "predict", "unfreeze"]

@@ -192,7 +192,7 @@ def package_arm(config, output, cache=None):
     train.run_phase = timed_run_phase
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the run's own report is not the benchmark's
-            result = train.finetune(finetune_config)
+            result = train.finetune_one_machine(finetune_config)
     finally:
         train.run_phase = original
     if config.mode == "phase2":

@@ -1,9 +1,9 @@
 """The fine-tuning run's configuration: one frozen dataclass, the single source of truth.
 
-Every field carries its command-line help in ``metadata["help"]`` and, for fields
-that are not plain booleans, a ``metadata["parse"]`` function from the command-line
-string to the value. ``keras_notes/cli/finetune.py`` generates its flags from these
-fields, so the library and the command line cannot drift apart. The resolved
+Every field is a ``keras_notes.fields.option``: its command-line help and parser sit
+beside its default, and ``keras_notes/cli/finetune.py`` generates its flags from them
+(``--arch``'s choices come from the registry in ``archs.py``), so the library and the
+command line cannot drift apart. The resolved
 configuration (``None`` defaults filled in) is written to the run folder as
 ``config.json`` and reads back with ``FinetuneConfig.from_dict``.
 """
@@ -13,7 +13,8 @@ import datetime
 import os
 
 from keras_notes.errors import KerasNotesError
-from keras_notes.finetune.archs import check_image_size, get_arch
+from keras_notes.fields import none_or, option
+from keras_notes.finetune.archs import ARCHS, check_image_size, get_arch
 
 STRATEGIES = ("auto", "default", "mirrored", "one-device", "multi-worker")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
@@ -21,23 +22,8 @@ AUGMENTATIONS = ("flip", "rotation", "zoom")
 VERBOSITIES = ("auto", 0, 1, 2)
 
 
-def _none_or(parse):
-    """A parser that reads ``none`` (any case) as ``None`` and anything else with ``parse``."""
-
-    def parser(text):
-        return None if text.lower() == "none" else parse(text)
-
-    parser.__name__ = f"none_or_{parse.__name__}"
-    return parser
-
-
 def _verbosity(text):
     return text if text == "auto" else int(text)
-
-
-def _field(default, help, parse=None, **cli):
-    """A dataclass field whose metadata feeds the generated command line."""
-    return dataclasses.field(default=default, metadata={"help": help, "parse": parse, **cli})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,76 +31,76 @@ class FinetuneConfig:
     """Everything a fine-tuning run depends on. ``None`` means "work it out" (see ``resolve``)."""
 
     # Required: the folder with one sub-folder per class.
-    data_dir: str = _field(None, "image folder with one sub-folder per class", str, positional=True)
+    data_dir: str = option(None, "image folder with one sub-folder per class", str, positional=True)
     # No separate validation folder by default: most users have one folder, so split it.
-    val_dir: str = _field(None, "separate validation folder with the same class sub-folders "
-                                "(default: split --val-split off data_dir)", _none_or(str))
+    val_dir: str = option(None, "separate validation folder with the same class sub-folders "
+                                "(default: split --val-split off data_dir)", none_or(str))
     # 20% is the usual hold-out; the split is stratified per class and seeded, so reruns compare.
-    val_split: float = _field(0.2, "fraction of each class held out for validation (seeded, stratified)",
+    val_split: float = option(0.2, "fraction of each class held out for validation (seeded, stratified)",
                               float)
     # MobileNet: 3.2M parameters in its base, the course's own fine-tuning model, fast on a CPU.
-    arch: str = _field("mobilenet", "base architecture (vgg16, mobilenet, mobilenet_v2, resnet50, "
-                                    "efficientnetb0)", str)
+    # The choices come from the registry (an unknown name is refused in one line by get_arch).
+    arch: str = option("mobilenet", f"base architecture: {', '.join(ARCHS)}", str, metavar="ARCH")
     # ImageNet weights are the point of fine-tuning; "none" trains from random weights,
     # anything else is a path to a local .h5 / .weights.h5 file for the base.
-    weights: str = _field("imagenet", "'imagenet', 'none' (random initialisation) or a path to a local "
-                                      "weights file for the base", _none_or(str))
+    weights: str = option("imagenet", "'imagenet', 'none' (random initialisation) or a path to a local "
+                                      "weights file for the base", none_or(str))
     # None: frozen with pretrained weights, trained with random ones (nothing to keep in a random base).
-    freeze_base: bool = _field(None, "freeze the base during phase 1 (default: yes with pretrained "
+    freeze_base: bool = option(None, "freeze the base during phase 1 (default: yes with pretrained "
                                      "weights, no with --weights none)")
     # None: the size the arch's ImageNet weights were trained at (224 for every registered base).
-    image_size: int = _field(None, "side of the square input in pixels, at least 32 (default: the "
-                                   "arch's own, 224)", _none_or(int))
+    image_size: int = option(None, "side of the square input in pixels, at least 32 (default: the "
+                                   "arch's own, 224)", none_or(int))
     # 32: Keras's own default for fit; at 224 px a batch of VGG16 activations fits a laptop's
     # memory. It is the global batch, split evenly across replicas (32 / replicas each).
-    batch_size: int = _field(32, "global batch size; must divide evenly among the replicas", int)
+    batch_size: int = option(32, "global batch size; must divide evenly among the replicas", int)
     # 5 epochs of head training: a frozen base plus a new Dense head converges in a few epochs.
-    epochs: int = _field(5, "phase 1 epochs (the head, plus the base if it is not frozen)", int)
+    epochs: int = option(5, "phase 1 epochs (the head, plus the base if it is not frozen)", int)
     # 1e-3: Adam's default, right for a freshly initialised head. A whole network trained from
     # random weights may need less: VGG16 on the digits collapsed to chance at 1e-3, not at 1e-4.
-    lr: float = _field(1e-3, "phase 1 learning rate (Adam)", float)
+    lr: float = option(1e-3, "phase 1 learning rate (Adam)", float)
     # Phase 2 is off by default: it pays only once the head has converged, and costs a full
     # backward pass through the unfrozen layers.
-    fine_tune_epochs: int = _field(0, "phase 2 epochs with the top of the base unfrozen (0: no phase 2)",
+    fine_tune_epochs: int = option(0, "phase 2 epochs with the top of the base unfrozen (0: no phase 2)",
                                    int)
     # None: lr / 10, so that the pretrained weights move gently (the keras.io guide's advice).
-    fine_tune_lr: float = _field(None, "phase 2 learning rate (default: lr / 10)", _none_or(float))
+    fine_tune_lr: float = option(None, "phase 2 learning rate (default: lr / 10)", none_or(float))
     # None with unfreeze_from None: phase 2 unfreezes the whole base (the keras.io guide's recipe).
-    unfreeze_top_n: int = _field(None, "phase 2 unfreezes the top N layers of the base", _none_or(int))
-    unfreeze_from: str = _field(None, "phase 2 unfreezes the base from this layer name upwards",
-                                _none_or(str))
+    unfreeze_top_n: int = option(None, "phase 2 unfreezes the top N layers of the base", none_or(int))
+    unfreeze_from: str = option(None, "phase 2 unfreezes the base from this layer name upwards",
+                                none_or(str))
     # 0.2: the keras.io fine-tuning guide's value for the new head.
-    dropout: float = _field(0.2, "dropout rate before the new Dense head", float)
+    dropout: float = option(0.2, "dropout rate before the new Dense head", float)
     # False: a photo is seen the way it is displayed, turned by its EXIF orientation tag, in
     # training, evaluation and predict alike. True reads the pixels as stored, as tf.io.decode_jpeg
     # and image_dataset_from_directory do.
-    ignore_exif: bool = _field(False, "use the pixels as stored, ignoring EXIF orientation tags (as "
+    ignore_exif: bool = option(False, "use the pixels as stored, ignoring EXIF orientation tags (as "
                                       "image_dataset_from_directory does)")
     # No augmentation by default: flips are wrong for digits and text, so the user opts in.
-    augment: tuple = _field((), "training-only augmentation layers: any of flip rotation zoom (default: none)",
+    augment: tuple = option((), "training-only augmentation layers: any of flip rotation zoom (default: none)",
                             str, nargs="*", choices=AUGMENTATIONS)
     # None: on whenever it gives the same training (no augmentation, one replica): the layers
     # below the first trained one then run once per phase instead of once per epoch (finetune/cache.py).
-    cache: bool = _field(None, "compute the frozen part of the model once per phase and train the rest on its "
+    cache: bool = option(None, "compute the frozen part of the model once per phase and train the rest on its "
                                "kept output (default: on without augmentation and with one replica)")
     # None: half of MemAvailable, so that the cache cannot take the memory TensorFlow needs.
-    cache_budget: float = _field(None, "MiB of RAM for the cached features; beyond it they go to a "
+    cache_budget: float = option(None, "MiB of RAM for the cached features; beyond it they go to a "
                                        "memory-mapped file in <run>/cache (default: half the available memory)",
-                                 _none_or(float))
+                                 none_or(float))
     # False: a spilled cache is only a speed-up for one run, and can be large.
-    keep_cache: bool = _field(False, "keep <run>/cache after the run")
+    keep_cache: bool = option(False, "keep <run>/cache after the run")
     # "auto": several GPUs -> mirrored, one GPU -> that GPU, none -> the default strategy.
-    strategy: str = _field("auto", "tf.distribute strategy", str, choices=STRATEGIES)
+    strategy: str = option("auto", "tf.distribute strategy", str, choices=STRATEGIES)
     # "auto": mixed_float16 on GPUs of compute capability >= 7.0, float32 otherwise.
-    precision: str = _field("auto", "compute precision", str, choices=PRECISIONS)
+    precision: str = option("auto", "compute precision", str, choices=PRECISIONS)
     # None: runs/<timestamp>, so that runs never overwrite each other.
-    output: str = _field(None, "run folder (default: runs/<timestamp>)", _none_or(str))
+    output: str = option(None, "run folder (default: runs/<timestamp>)", none_or(str))
     # False: a new run, which refuses a folder that already holds files rather than overwrite it.
-    resume: bool = _field(False, "continue the run in --output from its last completed epoch")
+    resume: bool = option(False, "continue the run in --output from its last completed epoch")
     # A fixed seed: the split, the shuffling and the initialisation repeat from run to run.
-    seed: int = _field(1337, "seed for the split, shuffling, augmentation and initialisation", int)
+    seed: int = option(1337, "seed for the split, shuffling, augmentation and initialisation", int)
     # "auto": progress bars at a terminal, one line per epoch under CI or a pipe.
-    verbose: object = _field("auto", "Keras verbosity: auto, 0, 1 (progress bar) or 2 (line per epoch)",
+    verbose: object = option("auto", "Keras verbosity: auto, 0, 1 (progress bar) or 2 (line per epoch)",
                              _verbosity)
 
     def __post_init__(self):

@@ -1,4 +1,4 @@
-"""``finetune_multi_worker(config)``: ``train.finetune`` for ``--strategy multi-worker``.
+"""``finetune_multi_worker(config)``: the fine-tuning run for ``--strategy multi-worker``.
 
 Run by every worker of a cluster described by ``TF_CONFIG`` (see ``cluster``), with
 the same arguments. It produces the same run folder as a single-machine run (model,
@@ -57,9 +57,9 @@ def finetune_multi_worker(config):
     from keras_notes.finetune.data import load_splits, make_augmentation
     from keras_notes.finetune.models import build_model, unfreeze
     from keras_notes.finetune.multiworker import finish_multi_worker, train_multi_worker
+    from keras_notes.finetune.results import (TENSORBOARD_MISSING, FinetuneResult, recalibrate_trained_batch_norm,
+                                              tensorboard_available, write_report)
     from keras_notes.finetune.strategy import check_batch_size
-    from keras_notes.finetune.train import (FinetuneResult, recalibrate_trained_batch_norm, tensorboard_available,
-                                            write_report)
     from keras_notes.finetune.weights import resolve_weights
 
     config = dataclasses.replace(config.resolve(), strategy=STRATEGY_NAME, precision="float32")
@@ -104,7 +104,7 @@ def finetune_multi_worker(config):
 
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(write_dir(run_dir, task), runio.LOG_DIR)))
     else:
-        _say("TensorBoard logs skipped: the tensorboard package is not installed (pip install tensorboard)")
+        _say(TENSORBOARD_MISSING)
 
     result = train_multi_worker(
         build, splits.train, splits.val, len(class_names), config.image_size, config.batch_size, config.epochs,

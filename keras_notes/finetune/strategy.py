@@ -68,7 +68,7 @@ def _auto():
 
 def _multi_worker():
     # MultiWorkerMirroredStrategy reads TF_CONFIG; Keras 3's fit does not run under it, so
-    # train.finetune hands such runs to the custom loop in multiworker_finetune.
+    # run.finetune hands such runs to the custom loop in multiworker_finetune.
     from keras_notes.finetune.cluster import make_multi_worker_strategy
 
     return make_multi_worker_strategy()

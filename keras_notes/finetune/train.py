@@ -1,4 +1,4 @@
-"""``finetune(config)``: the two-phase fine-tuning run, from image folder to run folder.
+"""``finetune_one_machine(config)``: the two-phase fine-tuning run on one machine, from image folder to run folder.
 
 Phase 1 trains the new head on a frozen base (or, with random weights, the whole
 model); optional phase 2 unfreezes the top of the base and continues at a lower
@@ -17,7 +17,6 @@ epochs, which brings the model to where the next phase starts.
 """
 
 import dataclasses
-import importlib.util
 import os
 import sys
 import textwrap
@@ -25,37 +24,20 @@ import time
 
 import keras
 
+from keras_notes.errors import KerasNotesError
 from keras_notes.finetune import cache, guards, runio
 from keras_notes.finetune.data import load_splits, make_dataset, make_eval_dataset
-from keras_notes.finetune.evaluate import (evaluate_model, format_class_table, plot_confusion_matrix,
-                                           plot_training_curves)
-from keras_notes.finetune.models import (build_model, first_trained_layer, get_base, recalibrate_batch_norm,
-                                         unfreeze)
+from keras_notes.finetune.evaluate import evaluate_model
+from keras_notes.finetune.models import build_model, first_trained_layer, get_base, unfreeze
+from keras_notes.finetune.results import (TENSORBOARD_MISSING, FinetuneResult, plural, recalibrate_trained_batch_norm,
+                                          say, tensorboard_available, write_report)
 from keras_notes.finetune.scan import format_skipped
 from keras_notes.finetune.strategy import (check_batch_size, describe_strategy, make_strategy,
                                            precision_policy, resolve_precision, strategy_name)
 from keras_notes.finetune.weights import resolve_weights
-from keras_notes.report import format_table
 
 
 SKIPPED_SHOWN = 10  # skipped files printed at the start; all of them go to skipped_files.json
-
-# A bound on the extra pass that re-estimates trained batch-norm statistics: 200 batches
-# of 32 is 6,400 images, plenty for a mean and a variance per channel.
-RECALIBRATION_BATCHES = 200
-
-
-@dataclasses.dataclass(frozen=True)
-class FinetuneResult:
-    """What a run leaves behind: its folder, resolved config, every epoch's metrics, the evaluation."""
-
-    run_dir: str
-    config: object  # the resolved FinetuneConfig, as written to config.json
-    class_names: tuple
-    history: tuple  # one dict per epoch, both phases (runio.read_history)
-    evaluation: dict  # evaluate.evaluation_report on the validation set
-
-
 class EpochTimer(keras.callbacks.Callback):
     """Adds ``seconds`` (wall time of the epoch, validation included) to the epoch's logs.
 
@@ -83,11 +65,6 @@ def compile_model(model, lr):
                   metrics=["accuracy"])
 
 
-def tensorboard_available():
-    """TensorFlow 2.21 no longer pulls in the ``tensorboard`` package that writing summaries needs."""
-    return importlib.util.find_spec("tensorboard") is not None
-
-
 def phase_callbacks(run_dir, phase, append):
     """The callbacks of one phase: timing, guard, backup (for resume), CSV history and TensorBoard."""
     callbacks = [
@@ -101,7 +78,7 @@ def phase_callbacks(run_dir, phase, append):
         keras.callbacks.CSVLogger(os.path.join(run_dir, runio.HISTORY_FILE), append=append),
         # Each backup file is written whole under a temporary name, then renamed (guards.py).
         guards.AtomicBackupAndRestore(os.path.join(run_dir, runio.CHECKPOINT_DIR, f"phase{phase}"),
-                                      double_checkpoint=True, delete_checkpoint=False),
+                                      delete_checkpoint=False),
     ]
     if tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(run_dir, runio.LOG_DIR)))
@@ -118,19 +95,14 @@ def train_phase(model, train_data, val_data, epochs, initial_epoch, callbacks, v
                      callbacks=callbacks, verbose=verbose, shuffle=False)
 
 
-def _say(message):
-    print(message, flush=True)
+def finetune_one_machine(config):
+    """Run ``config`` (a ``FinetuneConfig``) on this machine's devices; -> a ``FinetuneResult``.
 
-
-def finetune(config):
-    """Run ``config`` (a ``FinetuneConfig``) and return a ``FinetuneResult``."""
+    ``run.finetune`` is the entry that also takes ``--strategy multi-worker``.
+    """
     if config.strategy == "multi-worker":
-        # Keras 3's fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585,
-        # tensorflow/tensorflow#72388): those runs take the custom loop. It must create the
-        # strategy before any TensorFlow operation runs, so it goes first.
-        from keras_notes.finetune.multiworker_finetune import finetune_multi_worker
-
-        return finetune_multi_worker(config)
+        raise KerasNotesError("multi-worker runs take keras_notes.finetune.run.finetune (a custom loop); "
+                              "received strategy='multi-worker'")
     config = config.resolve()
     resolve_weights(config.arch, config.weights)  # a missing weights file fails before anything is done
     keras.utils.set_random_seed(config.seed)  # Python, NumPy and TensorFlow: init and dropout repeat
@@ -152,13 +124,13 @@ def finetune(config):
                             image_size=config.image_size, dropout=config.dropout, freeze_base=config.freeze_base)
         compile_model(model, config.lr)
     _write_start(run_dir, config, splits)
-    _say(f"strategy: {describe_strategy(strategy)}; batch {config.batch_size} "
+    say(f"strategy: {describe_strategy(strategy)}; batch {config.batch_size} "
          f"({per_replica} per replica); precision {precision}")
-    _say(_describe_base(config, model))
+    say(_describe_base(config, model))
 
     val_data = make_eval_dataset(splits.val, config.image_size, config.batch_size,
                                  replicas=strategy.num_replicas_in_sync)
-    with cache.RunCache(config, run_dir, splits, say=_say, strategy=strategy) as kept:  # kept outputs live until the evaluation
+    with cache.RunCache(config, run_dir, splits, say=say, strategy=strategy) as kept:  # kept outputs live until the evaluation
         cached = _train_phases(model, config, strategy, run_dir, splits, val_data, kept)
 
         if recalibrate_trained_batch_norm(model, config, splits):
@@ -169,35 +141,20 @@ def finetune(config):
         return _write_results(run_dir, config, splits.class_names, model, evaluated, splits.val.labels)
 
 
-def recalibrate_trained_batch_norm(model, config, splits, say=_say):
-    """Re-estimate the moving statistics of the batch-norm layers training changed; -> how many.
-
-    Over the training images without augmentation, shuffled: batches drawn from one class
-    only would miss the variance between classes (measured on MobileNet from scratch: 0.889
-    validation accuracy with class-sorted batches against 0.925 with shuffled ones).
-    """
-    plain_train = make_dataset(splits.train, config.image_size, config.batch_size, training=True, seed=config.seed)
-    count = recalibrate_batch_norm(model, plain_train, max_batches=RECALIBRATION_BATCHES)
-    if count:
-        say(f"re-estimated the moving statistics of {count} trained batch-norm layers over "
-            f"{min(len(splits.train), RECALIBRATION_BATCHES * config.batch_size)} training images")
-    return count
-
-
 def _write_start(run_dir, config, splits):
     """Write what is known before training to the run folder, and say what the data is."""
     runio.write_start(run_dir, config, splits)
-    _say(f"{'resuming' if config.resume else 'run folder'}: {run_dir}")
-    _say(f"data: {len(splits.class_names)} classes, {len(splits.train)} training and {len(splits.val)} "
+    say(f"{'resuming' if config.resume else 'run folder'}: {run_dir}")
+    say(f"data: {len(splits.class_names)} classes, {len(splits.train)} training and {len(splits.val)} "
          f"validation images, {len(splits.skipped)} files skipped (listed in {runio.SKIPPED_FILE})")
     if splits.skipped:
-        _say(textwrap.indent(format_skipped(splits.skipped, SKIPPED_SHOWN), "  skipped "))
+        say(textwrap.indent(format_skipped(splits.skipped, SKIPPED_SHOWN), "  skipped "))
     turned = sum(value != 1 for files in (splits.train, splits.val) for value in files.orientation)
     if turned:
-        _say(f"EXIF orientation: {turned} images turned upright as they are displayed (--ignore-exif to use "
-             f"them as stored)")
+        say(f"EXIF orientation: {turned} images turned upright as they are displayed (--ignore-exif to use "
+            f"them as stored)")
     if splits.notes:
-        _say(textwrap.indent(format_skipped(splits.notes, SKIPPED_SHOWN), "  note "))
+        say(textwrap.indent(format_skipped(splits.notes, SKIPPED_SHOWN), "  note "))
 
 
 def _train_phases(model, config, strategy, run_dir, splits, val_data, kept):
@@ -207,8 +164,8 @@ def _train_phases(model, config, strategy, run_dir, splits, val_data, kept):
     """
     verbose = resolve_verbose(config.verbose)
     if not tensorboard_available():
-        _say("TensorBoard logs skipped: the tensorboard package is not installed (pip install tensorboard)")
-    _say(f"phase 1: {config.epochs} epochs at lr {config.lr:g}")
+        say(TENSORBOARD_MISSING)
+    say(f"phase 1: {plural(config.epochs, 'epoch')} at lr {config.lr:g}")
     # Phase 2's cut, known before phase 1 so that phase 1's pass can keep its outputs too.
     phase2_first = (first_trained_layer(model, config.unfreeze_top_n, config.unfreeze_from)
                     if config.fine_tune_epochs else None)
@@ -218,7 +175,7 @@ def _train_phases(model, config, strategy, run_dir, splits, val_data, kept):
     with strategy.scope():
         count = unfreeze(model, top_n=config.unfreeze_top_n, from_layer=config.unfreeze_from)
         compile_model(model, config.fine_tune_lr)
-    _say(f"phase 2: {config.fine_tune_epochs} epochs at lr {config.fine_tune_lr:g} with {count} base "
+    say(f"phase 2: {plural(config.fine_tune_epochs, 'epoch')} at lr {config.fine_tune_lr:g} with {count} base "
          f"layers trainable (batch norm stays frozen, in inference mode)")
     return run_phase(model, config, run_dir, splits, val_data, 2, config.epochs + config.fine_tune_epochs, kept,
                      verbose)
@@ -269,22 +226,3 @@ def _write_results(run_dir, config, class_names, model, evaluated, val_labels):
     evaluation = evaluate_model(*evaluated, val_labels, class_names)
     write_report(run_dir, config, class_names, history, evaluation)
     return FinetuneResult(run_dir, config, tuple(class_names), tuple(history), evaluation)
-
-
-def write_report(run_dir, config, class_names, history, evaluation, say=_say):
-    """A finished run's ``evaluation.json``, its two figures, and the printed summary."""
-    runio.write_json(os.path.join(run_dir, runio.EVALUATION_FILE), evaluation)
-    plot_confusion_matrix(evaluation["confusion_matrix"], class_names, os.path.join(run_dir, runio.CONFUSION_FILE))
-    plot_training_curves(history, os.path.join(run_dir, runio.CURVES_FILE),
-                         phase2_start=config.epochs if config.fine_tune_epochs else None)
-    say("\n" + format_history_table(history, config.epochs))
-    say("\n" + format_class_table(evaluation))
-    say(f"\nvalidation accuracy {evaluation['accuracy']:.4f}; run folder {run_dir}")
-
-
-def format_history_table(history, phase1_epochs):
-    """One line per epoch: phase, losses, accuracies and seconds."""
-    keys = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds")
-    rows = [[row["epoch"] + 1, 1 if row["epoch"] < phase1_epochs else 2] + [row.get(key, "") for key in keys]
-            for row in history]
-    return format_table(["epoch", "phase", *keys], rows, align="rr" + "r" * len(keys))

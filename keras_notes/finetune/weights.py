@@ -12,8 +12,10 @@ Three cases, as ``build_model(weights=...)`` takes them:
   that does not fit the architecture, is refused with one line naming the value.
 """
 
+import contextlib
 import os
 import re
+import sys
 import warnings
 
 from keras_notes.errors import KerasNotesError
@@ -87,7 +89,8 @@ def load_base(arch_name, weights, image_size=None, include_top=False):
     with warnings.catch_warnings(record=True) as held:
         warnings.simplefilter("always")
         try:
-            base = spec.base(weights=weights, image_size=image_size, include_top=include_top)
+            with _held_download_notice(arch_name, weights, image_size, include_top):
+                base = spec.base(weights=weights, image_size=image_size, include_top=include_top)
         except Exception as error:  # noqa: BLE001 -- re-raised below unless it is a known failure
             failure = _explain_failure(arch_name, weights, image_size, include_top, error)
             if failure is None:
@@ -99,6 +102,48 @@ def load_base(arch_name, weights, image_size=None, include_top=False):
     for warning in held:
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     return base
+
+
+class _HeldNotice:
+    """``sys.stdout`` stand-in that holds Keras's "Downloading data from ..." line back until
+    the download sends something else (its progress bar), then writes everything through.
+
+    Offline, the download fails right after that line, and the one-line error should stand
+    alone; online, the user sees the line and the progress as Keras prints them.
+    """
+
+    def __init__(self, stream):
+        self.stream, self.held, self.passing = stream, [], False
+
+    def write(self, text):
+        if self.passing or not text.startswith("Downloading data from"):
+            self.passing = True
+            for line in self.held:
+                self.stream.write(line)
+            self.held = []
+            return self.stream.write(text)
+        self.held.append(text)
+        return len(text)
+
+    def __getattr__(self, name):  # flush, isatty, encoding, fileno: the real stream's
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def _held_download_notice(arch_name, weights, image_size, include_top):
+    """Around building an ImageNet base whose file is not cached yet: see ``_HeldNotice``."""
+    cached = (weights != IMAGENET or arch_name not in IMAGENET_FILES
+              or os.path.isfile(os.path.join(keras_models_dir(), imagenet_file_name(arch_name, include_top,
+                                                                                    image_size))))
+    if cached:
+        yield
+        return
+    stream = sys.stdout
+    sys.stdout = _HeldNotice(stream)
+    try:
+        yield
+    finally:
+        sys.stdout = stream
 
 
 def _explain_failure(arch_name, weights, image_size, include_top, error):
