@@ -29,6 +29,9 @@ def test_worker_and_chief_ids_follow_the_strategy_numbering():
     ('{"cluster": {"worker": []}, "task": {"type": "worker", "index": 0}}', "non-empty list"),
     ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}', "'chief' is not in"),
     ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}', "index=2"),
+    # A TFJob "Master" replica: TensorFlow's multi-worker strategies know no "master" task.
+    ('{"cluster": {"master": ["a:1"], "worker": ["b:2"]}, "task": {"type": "master", "index": 0}}',
+     'name the TFJob replica "Chief"'),
 ])
 def test_bad_tf_config_is_refused_with_the_value(text, fragment):
     with pytest.raises(KerasNotesError, match=re.escape(fragment)):
@@ -36,8 +39,9 @@ def test_bad_tf_config_is_refused_with_the_value(text, fragment):
 
 
 def test_missing_tf_config_says_how_to_set_it():
-    with pytest.raises(KerasNotesError, match="launch_local_workers"):
+    with pytest.raises(KerasNotesError, match="launch_local_workers") as refused:
         cluster.read_tf_config(environ={})
+    assert "TFJob sets it only when the job has more than one replica" in str(refused.value)
 
 
 def test_only_the_chief_writes_the_run_folder(tmp_path):

@@ -20,7 +20,7 @@ import pytest
 
 from keras_notes.errors import KerasNotesError
 from keras_notes.finetune import cluster
-from keras_notes.finetune.multiworker import epoch_order, steps_per_epoch
+from keras_notes.finetune.multiworker_data import epoch_order, steps_per_epoch
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
@@ -93,7 +93,7 @@ def test_worker_shards_form_the_single_process_global_batches(image_folder):
     import tensorflow as tf
 
     from keras_notes.finetune.data import FileList
-    from keras_notes.finetune.multiworker import _dataset_fn
+    from keras_notes.finetune.multiworker_data import dataset_fn
 
     png = os.path.join(image_folder, "class0", "00.png")
     n = 21  # labels carry the position, so each batch shows which files it holds
@@ -103,7 +103,7 @@ def test_worker_shards_form_the_single_process_global_batches(image_folder):
     batches = []
     for worker in range(2):
         context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=worker, num_replicas_in_sync=2)
-        dataset = _dataset_fn(files, index, weights, 8, SIZE)(context)
+        dataset = dataset_fn(files, index, weights, 8, SIZE)(context)
         assert dataset.options().experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.OFF
         batches.append([(labels.numpy().tolist(), w.numpy().tolist()) for _, labels, w in dataset])
     assert [len(b) for b in batches] == [3, 3]  # the same number of steps on each worker

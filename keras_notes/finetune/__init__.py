@@ -22,8 +22,11 @@ One module per concern:
 - ``run``: ``finetune(config)``, which picks one of the two training paths below.
 - ``train``: the two training phases on ``fit``, on one machine.
 - ``cluster``, ``multiworker``, ``multiworker_finetune``, ``launcher``: training on several
-  machines with ``MultiWorkerMirroredStrategy`` and a custom loop, and a local launcher.
+  machines with ``MultiWorkerMirroredStrategy`` and a custom loop, and a local launcher; the
+  loop's input, replica steps and checkpoints are ``multiworker_data``, ``multiworker_steps``
+  and ``multiworker_checkpoints``.
 - ``results``: what both paths share at the end: the result, the report, batch-norm recalibration.
+- ``frozen_part``: cutting the model where its frozen part ends (the part that runs once, the part that trains).
 - ``cache``: each phase on the frozen part's output, computed once (phase 2's cut kept by phase 1's pass).
 - ``guards``: stopping cleanly on a signal or a NaN loss; atomic backups.
 - ``evaluate``: accuracy, per-class precision/recall/F1, confusion matrix, plots.

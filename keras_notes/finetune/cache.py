@@ -1,26 +1,7 @@
 """Run the frozen part of the model once per phase, and train the rest on its output.
 
-Without augmentation, every layer below the first one whose weights train gives the
-same output for the same image in every epoch: the preprocessing and the pooling have
-no parameters, frozen batch-norm layers run in inference mode on fixed statistics
-(``models`` module docstring), and a frozen base's Dropout layers have rate 0. So a
-phase can compute that output once per image, keep it, and train only what lies above
-it. Where the cut falls depends on what the phase trains::
-
-    phase 1, base frozen (MobileNet at 224 px):
-      image (n, 224, 224, 3) -> preprocessing -> base -> pool (n, 1024)          once
-      (n, 1024) -> dropout -> predictions                                       every step
-
-    phase 2, --unfreeze-from conv_dw_12 (the last two depthwise/pointwise blocks):
-      image (n, 224, 224, 3) -> preprocessing -> base up to conv_pad_12 (n, 15, 15, 512)   once
-      (n, 15, 15, 512) -> conv_dw_12 ... conv_pw_13_relu -> pool -> dropout -> predictions   every step
-
-The part that trains is made of the model's *own* layers (``keras.Model`` on the
-base's intermediate tensors shares them), so the full model is trained in place and
-``model.keras`` is still the whole model that takes raw images. It is compiled with
-the full model's optimizer, so Adam's state and step count are where the uncached
-path would leave them. In a graph with branches (ResNet), the cut may cross several
-tensors; each is kept.
+A phase computes the frozen part's output (``frozen_part``: where the model is cut)
+once per image, keeps it, and trains only what lies above it.
 
 The batches come in the same order as the uncached path's: the kept outputs are
 shuffled as indices ``0..n-1`` with the phase's seed and the same
@@ -51,10 +32,9 @@ import shutil
 import numpy as np
 
 from keras_notes.errors import KerasNotesError
+from keras_notes.finetune.frozen_part import split_frozen, with_pooled_output
 
 CACHE_DIR = "cache"  # under the run folder, for outputs that do not fit the RAM budget
-POOL_LAYER_NAME = "pool"
-HEAD_LAYER_NAMES = ("dropout", "predictions")
 DEFAULT_BUDGET_FRACTION = 0.5  # of MemAvailable: the rest is for TensorFlow, the batches and the OS
 FALLBACK_BUDGET_MIB = 1024  # when /proc/meminfo cannot be read (not Linux)
 MIB = 2 ** 20
@@ -70,19 +50,10 @@ def backup_phase(phase):
 
 
 @dataclasses.dataclass(frozen=True)
-class FrozenSplit:
-    """A model cut where its frozen part ends."""
-
-    extractor: object  # keras.Model: raw images -> the boundary tensor(s); the frozen part
-    trainable: object  # keras.Model: boundary tensor(s) -> probabilities; the model's own layers
-    boundary: tuple  # (name, shape without the batch axis) of each kept tensor
-
-
-@dataclasses.dataclass(frozen=True)
 class CachedPhase:
     """A phase's input when cached: the part to fit, and its ``(kept outputs, labels)`` datasets."""
 
-    model: object  # FrozenSplit.trainable, compiled with the full model's optimizer
+    model: object  # frozen_part.FrozenSplit.trainable, compiled with the full model's optimizer
     train: object  # tf.data.Dataset of (kept outputs, (batch,) int32), shuffled per epoch
     val: object  # the same for the validation images, in order
 
@@ -114,109 +85,12 @@ def resolve_cache(config, replicas=1):
     everything computed from it), and ``cache=True`` with augmentation is an error. More
     than one replica turns it off: the cached part is fitted without the sample-weight
     padding that several replicas need. Which phase has a frozen part to cache is
-    decided when the phase starts (``split_frozen``).
+    decided when the phase starts (``frozen_part.split_frozen``).
     """
     if config.cache and config.augment:
         raise KerasNotesError(f"cannot cache the frozen part's output: augmentation {list(config.augment)} "
                               f"changes the images every epoch; received cache=True")
     return (not config.augment if config.cache is None else bool(config.cache)) and replicas == 1
-
-
-def feature_extractor(model):
-    """The frozen part of a ``build_model`` model in phase 1: raw images -> pooled features (batch, c)."""
-    import keras
-
-    return keras.Model(model.inputs, model.get_layer(POOL_LAYER_NAME).output, name="frozen_features")
-
-
-def _compiled(model, inputs, outputs, name):
-    import keras
-
-    part = keras.Model(inputs, outputs, name=name)
-    # The full model's optimizer (and loss): Adam's moments and step count carry on in the
-    # object that phase 2, resume and the tests see as model.optimizer.
-    part.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
-    return part
-
-
-def head_model(model):
-    """The model's own dropout and predictions layers on a features input: (batch, c) -> (batch, classes)."""
-    import keras
-
-    inputs = keras.Input(model.get_layer(POOL_LAYER_NAME).output.shape[1:], name="features")
-    x = inputs
-    for name in HEAD_LAYER_NAMES:
-        x = model.get_layer(name)(x)
-    return _compiled(model, inputs, x, "head")
-
-
-def boundary_tensors(base, start):
-    """The tensors that layers ``base.layers[:start]`` hand to ``base.layers[start:]``, in graph order."""
-    position = {id(layer): index for index, layer in enumerate(base.layers)}
-    found = {}
-    for layer in base.layers[start:]:
-        # Keras keeps a layer's calls as nodes; tensors from other graphs built on the
-        # same layers (earlier cuts) come from layers outside ``position`` and are passed over.
-        for node in layer._inbound_nodes:
-            for tensor in node.input_tensors:
-                history = tensor._keras_history
-                if position.get(id(history.operation), start) < start:
-                    found.setdefault((id(history.operation), history.node_index, history.tensor_index), tensor)
-    return list(found.values())
-
-
-def split_frozen(model, first_trained=None):
-    """Cut a compiled ``build_model`` model where its frozen part ends; -> ``FrozenSplit`` or None.
-
-    With the whole base frozen the cut is the pooling layer's output. With part of the
-    base trainable (``unfreeze``) it is below the first base layer whose weights train;
-    ``first_trained`` names that layer ahead of time (``models.first_trained_layer``),
-    for phase 1 to keep phase 2's cut as well. None when nothing can be kept: the base
-    trains from its first layer, or a frozen layer below the cut is a Dropout that
-    would still drop units in training.
-    """
-    import keras
-
-    from keras_notes.finetune.models import get_base
-
-    base = get_base(model)
-    if first_trained is None and not base.trainable_weights:  # phase 1 with a frozen base
-        pool = model.get_layer(POOL_LAYER_NAME)
-        return FrozenSplit(feature_extractor(model), head_model(model), ((pool.name, tuple(pool.output.shape[1:])),))
-    names = [layer.name for layer in base.layers]
-    start = (names.index(first_trained) if first_trained is not None else
-             next(index for index, layer in enumerate(base.layers) if layer.trainable_weights))
-    below = base.layers[:start]
-    if all(isinstance(layer, keras.layers.InputLayer) for layer in below) or any(
-            isinstance(layer, keras.layers.Dropout) and layer.rate > 0 for layer in below):
-        return None
-    tensors = boundary_tensors(base, start)
-    lower = keras.Model(base.inputs, tensors, name="frozen_part")
-    images = keras.Input(model.inputs[0].shape[1:], name="image")
-    extractor = keras.Model(images, lower(model.get_layer("preprocessing")(images)), name="frozen_features")
-
-    upper = keras.Model(tensors, base.outputs[0], name="trained_part_of_base")  # the base's own layers
-    inputs = [keras.Input(tensor.shape[1:], name=f"kept_{index}") for index, tensor in enumerate(tensors)]
-    x = upper(inputs[0] if len(inputs) == 1 else inputs)
-    for name in (POOL_LAYER_NAME, *HEAD_LAYER_NAMES):
-        x = model.get_layer(name)(x)
-    trainable = _compiled(model, inputs, x, "trained_part")
-    boundary = tuple((tensor._keras_history.operation.name, tuple(tensor.shape[1:])) for tensor in tensors)
-    return FrozenSplit(extractor, trainable, boundary)
-
-
-def with_pooled_output(model, split):
-    """``split``'s extractor with the pooled features added as a last output (the whole frozen base).
-
-    Phase 1 runs this once over the images: the pooled features train its head, and the
-    outputs at phase 2's cut are kept for phase 2, which then runs no pass of its own.
-    """
-    import keras
-
-    kept = split.extractor.outputs
-    upper = split.trainable.get_layer("trained_part_of_base")
-    pooled = model.get_layer(POOL_LAYER_NAME)(upper(kept[0] if len(kept) == 1 else kept))
-    return keras.Model(split.extractor.inputs, [*kept, pooled], name="frozen_features_and_cut")
 
 
 def extract_features(extractor, dataset, count, paths=None):

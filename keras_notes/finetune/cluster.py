@@ -7,7 +7,10 @@ environment variable, one JSON object per process::
      "task": {"type": "worker", "index": 1}}
 
 Every process gets the same ``cluster`` and its own ``task``. The chief is the task of
-type ``"chief"`` if the cluster has one, else worker 0. Only the chief writes the run
+type ``"chief"`` if the cluster has one, else worker 0. Cluster launchers write more
+fields than TensorFlow reads (Kubeflow's TFJob adds ``"environment": "cloud"``; Vertex AI
+also ``"job"`` and a task ``"trial"``); they are ignored here as TensorFlow ignores them
+(docs/tfjob.md shows what each launcher writes). Only the chief writes the run
 folder; every other worker writes to its own temporary folder beside it and removes it
 at the end (the ``write_filepath`` pattern of TensorFlow's multi-worker guide), so that
 code which must run on every worker (checkpointing) can run unchanged everywhere.
@@ -72,8 +75,10 @@ def parse_tf_config(text):
     cluster, task = config["cluster"], config["task"]
     extra = sorted(set(cluster) - set(TRAINING_TASK_TYPES))
     if extra:
+        # A TFJob's "Master" replica becomes task type "master", which TensorFlow's strategies refuse.
+        hint = '; name the TFJob replica "Chief", not "Master"' if "master" in extra else ""
         raise KerasNotesError(f"MultiWorkerMirroredStrategy trains with {list(TRAINING_TASK_TYPES)} tasks only; "
-                              f"received cluster task types {extra} in TF_CONFIG={text!r}")
+                              f"received cluster task types {extra} in TF_CONFIG={text!r}{hint}")
     for kind, addresses in cluster.items():
         if not isinstance(addresses, list) or not addresses or not all(isinstance(a, str) for a in addresses):
             raise KerasNotesError(f'TF_CONFIG cluster["{kind}"] must be a non-empty list of "host:port" '
@@ -98,7 +103,7 @@ def read_tf_config(environ=None):
         raise KerasNotesError(
             "multi-worker training needs the TF_CONFIG environment variable (the cluster and this "
             "process's task); set it on every machine, or use scripts/launch_local_workers.py to try "
-            "it on one machine")
+            "it on one machine (a Kubeflow TFJob sets it only when the job has more than one replica)")
     return parse_tf_config(text)
 
 

@@ -1,0 +1,40 @@
+"""The ``--mode`` races on a tiny setting: both arms run, alternate, and each times its own span."""
+
+import statistics
+
+import pytest
+
+from keras_notes_benchmarks import race
+from keras_notes_benchmarks.config import BenchmarkConfig
+
+
+@pytest.mark.slow
+def test_tiny_benchmark_runs_both_arms_alternately(capsys):
+    config = BenchmarkConfig(images=24, classes=2, image_size=32, epochs=2, batch_size=4, repeats=2, warmup=False)
+    summary = race.run_benchmark(config)
+    runs = summary["runs"]
+    assert [run["arm"] for run in runs] == ["reference", "package", "package", "reference"]
+    for run in runs:
+        # 24 images, 20% of each class to validation: 2 * (12 - round(2.4)) = 20 training images
+        assert run["train_images"] == 20
+        assert 0 < run["train_seconds"] <= run["seconds"] and run["peak_rss_mib"] > 100  # TensorFlow alone is hundreds of MiB
+        assert 0 < run["timed_seconds"] <= run["seconds"]
+        assert run["images_per_second"] == pytest.approx(20 * 2 / run["timed_seconds"])
+        assert 0.0 <= run["val_accuracy"] <= 1.0
+    reference = statistics.median(run["seconds"] for run in runs if run["arm"] == "reference")
+    package = statistics.median(run["seconds"] for run in runs if run["arm"] == "package")
+    assert summary["ratio"] == pytest.approx(reference / package)
+
+
+@pytest.mark.slow
+def test_phase2_and_augment_modes_time_their_own_span():
+    tiny = dict(images=24, classes=2, image_size=32, epochs=1, batch_size=4, repeats=1, warmup=False)
+    phase2 = race.run_benchmark(BenchmarkConfig(mode="phase2", fine_tune_epochs=2, **tiny))
+    augment = race.run_benchmark(BenchmarkConfig(mode="augment", augment=("flip",), **tiny))
+    assert [run["arm"] for run in phase2["runs"]] == ["streamed", "package"]
+    assert [run["arm"] for run in augment["runs"]] == ["in-memory", "package"]
+    for run in phase2["runs"]:  # phase 2 alone: less than the run, which also has phase 1
+        assert 0 < run["timed_seconds"] < run["train_seconds"] <= run["seconds"]
+        assert run["images_per_second"] == pytest.approx(20 * 2 / run["timed_seconds"])
+    for run in augment["runs"]:
+        assert 0 < run["timed_seconds"] < run["seconds"]
