@@ -243,7 +243,7 @@ def test_predict_says_when_it_ignores_a_damaged_exif_block(model, tmp_path):
 def test_a_run_says_which_images_it_turned_and_which_tags_it_ignored(folders, tmp_path, capsys):
     import shutil
 
-    from keras_notes.finetune.train import finetune
+    from keras_notes.finetune import finetune
 
     images = tmp_path / "images"
     shutil.copytree(folders[1], images)
@@ -252,3 +252,16 @@ def test_a_run_says_which_images_it_turned_and_which_tags_it_ignored(folders, tm
     out = capsys.readouterr().out
     assert "EXIF orientation: 7 images turned upright as they are displayed" in out  # tags 2-8
     assert f"  note {damaged}: EXIF block unreadable" in out
+
+
+def test_the_orientation_report_counts_turned_images_and_caps_the_notes():
+    from keras_notes.finetune.data import FileList, Splits
+
+    train = FileList(("a", "b", "c"), (0, 1, 0), (False,) * 3, (6, 1, 3))
+    val = FileList(("d",), (1,), (False,), (8,))
+    notes = tuple((f"n{i}.jpg", "EXIF block damaged; orientation ignored") for i in range(4))
+    lines = Splits(("x", "y"), train, val, (), notes).orientation_report(limit=2)
+    assert lines[0].startswith("EXIF orientation: 3 images turned upright")  # 6, 3 and 8; 1 is as stored
+    assert lines[1:] == ["  note n0.jpg: EXIF block damaged; orientation ignored",
+                         "  note n1.jpg: EXIF block damaged; orientation ignored", "  note ... and 2 more"]
+    assert Splits(("x", "y"), FileList(("a",), (0,), (False,)), val.subset([]), ()).orientation_report() == []

@@ -77,6 +77,17 @@ class Splits:
     skipped: tuple  # (path, reason) for every file not used, from both folders
     notes: tuple = ()  # (path, note) for used files with a remark: a damaged EXIF block, ignored
 
+    def orientation_report(self, limit=10):
+        """Lines for the run's start: how many images their EXIF tag turns, then the first ``limit`` notes."""
+        turned = sum(value != UPRIGHT for files in (self.train, self.val) for value in files.orientation)
+        lines = [f"EXIF orientation: {turned} images turned upright as they are displayed (--ignore-exif to use "
+                 f"them as stored)"] if turned else []
+        shown = self.notes[:limit]
+        lines += [f"  note {path}: {note}" for path, note in shown]
+        if len(shown) < len(self.notes):
+            lines.append(f"  note ... and {len(self.notes) - len(shown)} more")
+        return lines
+
 
 def file_list(scan):
     """The ``FileList`` of a ``ScanResult`` (every file TensorFlow-decodable and upright when the

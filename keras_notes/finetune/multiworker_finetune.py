@@ -85,6 +85,8 @@ def finetune_multi_worker(config):
         _say(f"{task.name} writes to {write_dir(run_dir, task)} (removed at the end); the chief writes {run_dir}")
     _say(f"data: {len(class_names)} classes, {len(splits.train)} training and {len(splits.val)} validation "
          f"images; this worker decodes shard {task.worker_id} of {task.num_workers}")
+    for line in splits.orientation_report():
+        _say(line)
     _say(f"strategy: multi-worker over {strategy.num_replicas_in_sync} replica(s) on {task.num_workers} "
          f"worker(s); batch {config.batch_size} ({per_replica} per replica); precision float32")
 

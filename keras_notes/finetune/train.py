@@ -149,12 +149,8 @@ def _write_start(run_dir, config, splits):
          f"validation images, {len(splits.skipped)} files skipped (listed in {runio.SKIPPED_FILE})")
     if splits.skipped:
         say(textwrap.indent(format_skipped(splits.skipped, SKIPPED_SHOWN), "  skipped "))
-    turned = sum(value != 1 for files in (splits.train, splits.val) for value in files.orientation)
-    if turned:
-        say(f"EXIF orientation: {turned} images turned upright as they are displayed (--ignore-exif to use "
-            f"them as stored)")
-    if splits.notes:
-        say(textwrap.indent(format_skipped(splits.notes, SKIPPED_SHOWN), "  note "))
+    for line in splits.orientation_report(SKIPPED_SHOWN):
+        say(line)
 
 
 def _train_phases(model, config, strategy, run_dir, splits, val_data, kept):
