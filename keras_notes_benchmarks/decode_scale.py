@@ -10,8 +10,12 @@ On the photo folder (``photos``; or ``--data-dir``), three measurements:
   photo at ``--image-size``, and each decode's mean |difference| from an area average of
   the whole photo (Pillow's box filter), the closest to "what the photo looks like" at
   that size;
-- predictions: the package trained on the folder (``finetune`` with its defaults, as
-  the race's package arm runs it), then its top-1 class for every photo from both decodes.
+- predictions: the package trained on the folder twice (``finetune`` with its defaults,
+  as the race's package arm runs it), once on reduced and once on whole decodes; each
+  model's top-1 class for every photo from both decodes, their agreement, and the
+  accuracy of each on the run's validation photos. The base's weights are random (with measured batch-norm
+  statistics), so the model is far less sure of itself than one on ImageNet weights; the
+  mean top probability is printed to say how close to the boundary its answers are.
 """
 
 import os
@@ -43,14 +47,19 @@ def decode_times(files, image_size, repeats):
 
     whole = tf.function(lambda data: tf.io.decode_jpeg(data, channels=3))
     eighth = tf.function(lambda data: tf.io.decode_jpeg(data, channels=3, ratio=8))
-    pipeline = tf.function(lambda path, turn, reduce: decode_image(path, False, image_size, turn, reduce))
+    # Paths and tags go in as tensors: a Python string would be a constant, and TensorFlow's
+    # graph optimiser would read and decode the file once, when the function is traced.
+    pipelines = {reduce: tf.function(lambda path, turn, reduce=reduce: decode_image(path, False, image_size, turn,
+                                                                                    reduce))
+                 for reduce in (False, True)}
     per_file = {}
     for path, turn in list(zip(files.paths, files.orientation))[:DECODE_FILES]:
         with open(path, "rb") as file:
             data = tf.constant(file.read())
+        path, turn = tf.constant(path), tf.constant(turn, tf.int32)
         arms = {"decode_jpeg whole": lambda: whole(data), "decode_jpeg 1/8": lambda: eighth(data),
-                "decode_image whole": lambda: pipeline(path, turn, False),
-                "decode_image reduced": lambda: pipeline(path, turn, True)}
+                "decode_image whole": lambda: pipelines[False](path, turn),
+                "decode_image reduced": lambda: pipelines[True](path, turn)}
         samples = {name: [] for name in arms}
         for name, arm in arms.items():
             arm()  # traces
@@ -86,22 +95,43 @@ def pixel_differences(files, image_size):
             "whole_vs_area": float(np.mean(whole_box))}
 
 
-def prediction_agreement(model, files, batch_size=32):
-    """Top-1 agreement of ``model`` between the reduced and the whole decodes, and the largest |Δ probability|."""
+def predictions(model, files, batch_size=32):
+    """``model``'s probabilities for ``files`` from the reduced and from the whole decodes: ``(reduced, whole)``."""
     from keras_notes.finetune.data import image_dataset
 
     size = model.input_shape[1]
-    probabilities = [model.predict(image_dataset(files, size, reduce=reduce).map(lambda image, label: image)
-                                   .batch(batch_size), verbose=0) for reduce in (True, False)]
+    return tuple(model.predict(image_dataset(files, size, reduce=reduce).map(lambda image, label: image)
+                               .batch(batch_size), verbose=0) for reduce in (True, False))
+
+
+def agreement(probabilities, labels, val):
+    """Top-1 agreement of a model between the two decodes, its largest |Δ probability|, and its accuracy
+    on the validation photos (``val``, a boolean mask) from each decode."""
     top1 = [np.argmax(values, axis=1) for values in probabilities]
     return {"agreement": float(np.mean(top1[0] == top1[1])), "disagreements": int(np.sum(top1[0] != top1[1])),
-            "max_probability_difference": float(np.abs(probabilities[0] - probabilities[1]).max())}
+            "max_probability_difference": float(np.abs(probabilities[0] - probabilities[1]).max()),
+            "mean_top_probability": float(np.mean([values.max(axis=1).mean() for values in probabilities])),
+            "val_accuracy": [float(np.mean(top[val] == labels[val])) for top in top1]}
+
+
+def _trained_on(config, run_dir, whole):
+    """The package trained on ``config.data_dir`` (``finetune``'s defaults), decoding JPEGs whole if ``whole``."""
+    from keras_notes.finetune import data
+    from keras_notes.finetune.predict import load_run
+    from keras_notes_benchmarks.arms import package_arm
+
+    ratios = data.JPEG_RATIOS
+    data.JPEG_RATIOS = (1,) if whole else ratios  # no reduction to choose from: every JPEG decoded whole
+    try:
+        package_arm(config, run_dir, {})
+    finally:
+        data.JPEG_RATIOS = ratios
+    return load_run(run_dir)[0]
 
 
 def measure_decode_scale(config, say=print):
     """All three measurements on the photo folder (or ``config.data_dir``); -> one dict."""
-    from keras_notes.finetune.predict import load_run
-    from keras_notes_benchmarks.race import run_arm
+    from keras_notes.finetune.data import load_splits
 
     with tempfile.TemporaryDirectory(prefix="keras-notes-decode-") as scratch:
         config = prepare(config, scratch, make_folder)
@@ -110,12 +140,14 @@ def measure_decode_scale(config, say=print):
         times = decode_times(files, config.image_size, config.repeats)
         say("comparing pixels ...")
         pixels = pixel_differences(files, config.image_size)
-        say("training the package on the folder, then predicting both decodes ...")
-        run_dir = os.path.join(scratch, "run")
-        run_arm("package", config, run_dir)
-        model, _ = load_run(run_dir)
-        agreement = prediction_agreement(model, files)
-    return {"times": times, "pixels": pixels, "agreement": agreement, "images": len(files),
+        say("training the package on the folder twice (reduced and whole decodes), then predicting both ...")
+        val = np.isin(np.asarray(files.paths),
+                      load_splits(config.data_dir, val_split=config.val_split, seed=config.seed).val.paths)
+        models = {}
+        for name in ("reduced", "whole"):
+            model = _trained_on(config, os.path.join(scratch, f"run-{name}"), whole=name == "whole")
+            models[name] = agreement(predictions(model, files), np.asarray(files.labels), val)
+    return {"times": times, "pixels": pixels, "models": models, "images": len(files), "val_images": int(val.sum()),
             "load": os.getloadavg()}
 
 
@@ -127,8 +159,8 @@ def format_decode_scale(result, image_size):
     rows = [[name, f"{wall:.1f}", f"{cpu:.1f}"] for name, (wall, cpu) in times.items()]
     table = format_table(["decode", "wall ms/photo", "CPU ms/photo"], rows, align="lrr")
     whole, reduced = times["decode_image whole"], times["decode_image reduced"]
-    pixels, agreement = result["pixels"], result["agreement"]
-    return "\n".join([
+    pixels = result["pixels"]
+    lines = [
         table,
         f"reduced / whole, the pipeline's decode_image: {whole[0] / reduced[0]:.2f}x less wall time, "
         f"{whole[1] / reduced[1]:.2f}x less CPU time (load average {result['load'][0]:.1f} at the end)",
@@ -136,7 +168,12 @@ def format_decode_scale(result, image_size):
         f"99th percentile {pixels['p99']:.1f}, max {pixels['max']:.1f} (of 255)",
         f"  mean |difference| from an area average of the whole photo: reduced {pixels['reduced_vs_area']:.2f}, "
         f"whole {pixels['whole_vs_area']:.2f}",
-        f"predictions of the trained package: top-1 agreement {agreement['agreement']:.4f} "
-        f"({agreement['disagreements']} of {result['images']} differ), largest |difference in probability| "
-        f"{agreement['max_probability_difference']:.4f}",
-    ])
+    ]
+    for name, values in result["models"].items():
+        lines.append(
+            f"package trained on {name} decodes: top-1 agreement between the decodes {values['agreement']:.4f} "
+            f"({values['disagreements']} of {result['images']} photos differ), largest |difference in probability| "
+            f"{values['max_probability_difference']:.3f}, mean top probability {values['mean_top_probability']:.3f}; "
+            f"accuracy on the {result['val_images']} validation photos: {values['val_accuracy'][0]:.4f} from reduced, "
+            f"{values['val_accuracy'][1]:.4f} from whole decodes")
+    return "\n".join(lines)

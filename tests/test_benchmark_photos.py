@@ -72,8 +72,13 @@ def test_decode_scale_measures_times_pixels_and_agreement(small_photos):
     pixels = decode_scale.pixel_differences(files, 32)
     assert 0 < pixels["mean"] <= pixels["p99"] <= pixels["max"] <= 255
     keras.utils.set_random_seed(0)
-    agreement = decode_scale.prediction_agreement(build_model("mobilenet", 2, weights=None, image_size=32), files)
-    assert agreement["agreement"] == 1 - agreement["disagreements"] / 6
+    reduced, whole = decode_scale.predictions(build_model("mobilenet", 2, weights=None, image_size=32), files)
+    assert reduced.shape == whole.shape == (6, 2)
+    labels, val = np.asarray(files.labels), np.array([True, False] * 3)
+    result = decode_scale.agreement((reduced, whole), labels, val)
+    agree = np.argmax(reduced, 1) == np.argmax(whole, 1)
+    assert (result["agreement"], result["disagreements"]) == (agree.mean(), 6 - agree.sum())
+    assert result["val_accuracy"][1] == np.mean(np.argmax(whole, 1)[val] == labels[val])
 
 
 @pytest.mark.slow

@@ -39,9 +39,9 @@ DEFAULT_BUDGET_FRACTION = 0.5  # of MemAvailable: the rest is for TensorFlow, th
 FALLBACK_BUDGET_MIB = 1024  # when /proc/meminfo cannot be read (not Linux)
 MIB = 2 ** 20
 # The frozen pass runs in batches of its own, whatever the training batch: MobileNet at 224 px
-# took the same CPU time an image in batches of 32, 64 and 128 (10.7-10.9 ms) and 9% more in
-# batches of 256 (docs/photos.md); 32 holds the fewest images in memory. Each image's output
-# is the same at any batch size (measured bit for bit, 32 against 256).
+# took the least CPU time an image in batches of 32 (10.1 ms, against 10.4-10.6 ms in batches
+# of 64, 128 and 256; docs/photos.md), which also hold the fewest images in memory. Each
+# image's output is the same at any batch size (bit for bit, 32 against 256).
 PASS_BATCH_SIZE = 32
 
 
