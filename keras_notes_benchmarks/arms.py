@@ -27,6 +27,7 @@ class Mode:
     ratio: str  # the first ratio's label: "ratio to the end of training"
     epochs_field: str = "epochs"  # the config field that counts the timed span's epochs (for images/s)
     make_folder: object = generated_folder  # (root, config) -> the image folder, when there is no --data-dir
+    after: object = None  # (config, say) -> lines printed under the table, measured after the race
 
 
 def package_arm(config, output, marks, changes=None, cache=None, timed_phase=None):

@@ -11,6 +11,7 @@ import sys
 from keras_notes_benchmarks.common import RESULT_PREFIX, make_base_weights
 from keras_notes_benchmarks.config import BenchmarkConfig
 from keras_notes_benchmarks.cpu_choices import step_rate
+from keras_notes_benchmarks.photos import pass_share
 from keras_notes_benchmarks.race import run_arm_here
 
 
@@ -26,7 +27,11 @@ def _step(**arguments):
     return {"images_per_second": step_rate(**arguments)}
 
 
-JOBS = {"arm": _arm, "base_weights": _base_weights, "step": _step}
+def _pass_share(config):
+    return pass_share(BenchmarkConfig(**config))
+
+
+JOBS = {"arm": _arm, "base_weights": _base_weights, "step": _step, "pass_share": _pass_share}
 
 
 def main(request):

@@ -6,6 +6,9 @@
     keras-notes-benchmark --growth 256,1024,4096
     keras-notes-benchmark --cpu-choices --repeats 2
     keras-notes-benchmark --accuracy-seeds 40
+    keras-notes-benchmark --mode photos --images 256
+    keras-notes-benchmark --decode-scale --images 256
+    keras-notes-benchmark --frozen-pass --images 256 --repeats 5
 
 Generates the images (or takes ``--data-dir``), warms up, then runs the two arms
 alternately, each in its own process, and prints the median time, images per second,
@@ -16,7 +19,7 @@ peak resident memory and final validation accuracy of each, and their ratio.
 import argparse
 
 from keras_notes.cli._common import add_config_flags, comma_separated, config_from_args, user_errors_exit_2
-from keras_notes_benchmarks import accuracy_seeds, cpu_choices, growth, race
+from keras_notes_benchmarks import accuracy_seeds, cpu_choices, decode_scale, frozen_pass, growth, race
 from keras_notes_benchmarks.config import BenchmarkConfig
 
 
@@ -32,23 +35,41 @@ def build_parser():
     parser.add_argument("--cpu-choices", action="store_true",
                         help="instead, measure training images/s for float32 against mixed_bfloat16 and for "
                              "TensorFlow's inter-/intra-op thread settings, each in its own process")
+    parser.add_argument("--decode-scale", action="store_true",
+                        help="instead, compare decoding the photo folder (--mode photos') at reduced DCT scale "
+                             "with decoding it whole: time, pixels, and a trained model's predictions")
+    parser.add_argument("--frozen-pass", action="store_true",
+                        help="instead, time the frozen base's pass on --images in-memory images for batch sizes "
+                             "32-256, in TensorFlow and, when installed, onnxruntime")
     return parser
 
 
 def parse_args(argv=None):
-    """The command line as ``(BenchmarkConfig, growth sizes or None, cpu_choices, accuracy seeds or None)``."""
+    """The command line as ``(BenchmarkConfig, growth sizes or None, cpu_choices, accuracy seeds or None,
+    decode_scale, frozen_pass)``."""
     args = build_parser().parse_args(argv)
     sizes, seeds = args.growth, args.accuracy_seeds
     if seeds is not None and seeds < 2:
         raise ValueError(f"--accuracy-seeds needs at least 2 seeds; received --accuracy-seeds={seeds!r}")
     if sizes is not None and (not sizes or min(sizes) < 2):
         raise ValueError(f"--growth takes image counts of at least 2; received --growth={sizes!r}")
-    return config_from_args(BenchmarkConfig, args), sizes, args.cpu_choices, seeds
+    return config_from_args(BenchmarkConfig, args), sizes, args.cpu_choices, seeds, args.decode_scale, args.frozen_pass
 
 
 @user_errors_exit_2
 def main(argv=None):
-    config, growth_sizes, run_cpu_choices, seeds = parse_args(argv)
+    config, growth_sizes, run_cpu_choices, seeds, run_decode_scale, run_frozen_pass = parse_args(argv)
+    if run_decode_scale:
+        print(f"decode scale: {config.images} photos of {config.photo_width}x{config.photo_height} px (or --data-dir) "
+              f"to {config.image_size} px, whole against reduced DCT scale", flush=True)
+        result = decode_scale.measure_decode_scale(config)
+        print(decode_scale.format_decode_scale(result, config.image_size))
+        return 0
+    if run_frozen_pass:
+        print(f"frozen pass: {config.arch} at {config.image_size} px on {config.images} in-memory images, median of "
+              f"{config.repeats} alternating runs of each setting", flush=True)
+        print(frozen_pass.format_frozen_pass(frozen_pass.measure_frozen_pass(config)))
+        return 0
     if seeds:
         print(f"accuracy spread: {config.arch} at {config.image_size} px, {config.epochs} head epochs, "
               f"{config.images} generated images, seeds 0-{seeds - 1}", flush=True)

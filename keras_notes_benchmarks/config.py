@@ -45,9 +45,16 @@ class BenchmarkConfig:
                        choices=list(MODES))
     augment: tuple = option(AUGMENTATIONS, "augmentation layers (--mode augment)", str, nargs="*",
                             choices=AUGMENTATIONS)
+    # A phone's 12-megapixel landscape frame (4:3), as the photo benchmark's issue specifies.
+    photo_width: int = option(4032, "width of the generated photos in pixels (--mode photos)")
+    photo_height: int = option(3024, "height of the generated photos in pixels (--mode photos)")
+    # None: $XDG_CACHE_HOME/keras-notes (~/.cache/keras-notes); the folder is generated once and reused.
+    photo_cache: str = option(None, "folder that keeps the generated photos between runs (--mode photos; "
+                                    "default: ~/.cache/keras-notes)", str)
 
     def __post_init__(self):
-        for name in ("images", "classes", "image_size", "epochs", "batch_size", "repeats", "fine_tune_epochs"):
+        for name in ("images", "classes", "image_size", "epochs", "batch_size", "repeats", "fine_tune_epochs",
+                     "photo_width", "photo_height"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise KerasNotesError(f"{name} must be an integer of at least 1; received {name}={value!r}")

@@ -15,8 +15,11 @@ from keras_notes_benchmarks.arms import Mode, package_arm
 from keras_notes_benchmarks.common import HEAD_LR, keras_io_head
 
 
-def reference_arm(config, output, marks):
-    """The keras.io recipe on ``config.data_dir``; -> (validation accuracy, training images)."""
+def reference_arm(config, output, marks, callbacks=()):
+    """The keras.io recipe on ``config.data_dir``; -> (validation accuracy, training images).
+
+    ``callbacks`` go to ``fit`` (``photos`` marks the end of the first epoch with one).
+    """
     import keras
     import tensorflow as tf
 
@@ -41,7 +44,7 @@ def reference_arm(config, output, marks):
     x = keras.layers.GlobalAveragePooling2D()(x)  # -> (batch, 1024)
     model = keras.Model(inputs, keras_io_head(x, classes))
     compile_model(model, HEAD_LR)
-    history = model.fit(train, validation_data=val, epochs=config.epochs, verbose=0)
+    history = model.fit(train, validation_data=val, epochs=config.epochs, verbose=0, callbacks=list(callbacks))
     marks["trained"] = marks["timed_end"] = time.perf_counter()
     return history.history["val_accuracy"][-1], train_images
 

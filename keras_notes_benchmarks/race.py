@@ -35,10 +35,13 @@ def run_arm_here(arm, config, output):
     accuracy, train_images = mode.arms[arm](config, output, marks)
     seconds = time.perf_counter() - start
     timed = marks["timed_end"] - marks["timed_start"]
-    return {"arm": arm, "seconds": seconds, "train_seconds": marks["trained"] - start,
-            "timed_seconds": timed, "images_per_second": train_images * getattr(config, mode.epochs_field) / timed,
-            "peak_rss_mib": peak_rss_mib(),
-            "val_accuracy": float(accuracy), "train_images": train_images}
+    result = {"arm": arm, "seconds": seconds, "train_seconds": marks["trained"] - start,
+              "timed_seconds": timed, "images_per_second": train_images * getattr(config, mode.epochs_field) / timed,
+              "peak_rss_mib": peak_rss_mib(),
+              "val_accuracy": float(accuracy), "train_images": train_images}
+    if "epoch1_end" in marks:  # an arm that marks the end of its first epoch (photos)
+        result["epoch1_seconds"] = marks["epoch1_end"] - start
+    return result
 
 
 def run_arm(arm, config, output):
@@ -68,10 +71,14 @@ def run_benchmark(config, say=print):
                 say(f"  {arm:9} run {repeat + 1}: {result['timed_seconds']:.1f} s timed, {result['seconds']:.1f} s "
                     f"in all, {result['images_per_second']:.1f} images/s, val accuracy {result['val_accuracy']:.4f}")
                 runs.append(result)
-    return summarize(runs, arms)
+        summary = summarize(runs, arms)
+        if mode.after is not None:  # while the race's folder and base weights still exist
+            summary["after"] = mode.after(config, say)
+    return summary
 
 
 SUMMARY_KEYS = ("timed_seconds", "seconds", "images_per_second", "peak_rss_mib", "val_accuracy")
+OPTIONAL_KEYS = ("epoch1_seconds",)  # summarised when every run of an arm has it
 
 
 def summarize(runs, arms=tuple(MODES["phase1"].arms)):
@@ -79,7 +86,8 @@ def summarize(runs, arms=tuple(MODES["phase1"].arms)):
     medians = {}
     for arm in arms:
         mine = [run for run in runs if run["arm"] == arm]
-        medians[arm] = {key: statistics.median(run[key] for run in mine) for key in SUMMARY_KEYS}
+        keys = SUMMARY_KEYS + tuple(key for key in OPTIONAL_KEYS if mine and all(key in run for run in mine))
+        medians[arm] = {key: statistics.median(run[key] for run in mine) for key in keys}
         medians[arm]["runs"] = len(mine)
     baseline, package = medians[arms[0]], medians[arms[1]]
     return {"arms": medians, "ratio": baseline["seconds"] / package["seconds"],
@@ -98,13 +106,21 @@ def format_summary(summary, mode="phase1"):
     from keras_notes.report import format_table
 
     words = MODES[mode]
+    epoch1 = all("epoch1_seconds" in values for values in summary["arms"].values())
     rows = [[arm, values["runs"], f"{values['timed_seconds']:.1f}", f"{values['seconds']:.1f}",
+             *([f"{values['epoch1_seconds']:.1f}"] if epoch1 else []),
              f"{values['images_per_second']:.1f}", f"{values['peak_rss_mib']:.0f}", f"{values['val_accuracy']:.4f}"]
             for arm, values in summary["arms"].items()]
-    table = format_table(["arm", "runs", words.timed, "wall s", "images/s", "peak RSS MiB", "val accuracy"],
-                         rows, align="lrrrrrr")
-    return (f"{table}\n(medians; {words.timed}: {words.span}; wall s: the whole run after importing TensorFlow, for "
-            f"the package with evaluation, saved model and plots; images/s: training images x epochs / "
-            f"{words.timed})\n\n"
+    headers = ["arm", "runs", words.timed, "wall s", *(["epoch 1 s"] if epoch1 else []), "images/s",
+               "peak RSS MiB", "val accuracy"]
+    table = format_table(headers, rows, align="lr" + "r" * (len(headers) - 2))
+    text = (f"{table}\n(medians; {words.timed}: {words.span}; wall s: the whole run after importing TensorFlow, for "
+            f"the package with evaluation, saved model and plots; "
+            + ("epoch 1 s: from the start to the end of the first epoch; " if epoch1 else "")
+            + f"images/s: training images x epochs / {words.timed})\n\n"
             f"{words.ratio + ' (baseline / package):':<52} {summary['timed_ratio']:.2f}x\n"
             f"{'ratio of whole runs (baseline / package):':<52} {summary['ratio']:.2f}x")
+    if epoch1:
+        first = [values["epoch1_seconds"] for values in summary["arms"].values()]
+        text += f"\n{'ratio to the end of epoch 1 (baseline / package):':<52} {first[0] / first[1]:.2f}x"
+    return "\n".join([text, *summary.get("after", ())])

@@ -73,8 +73,9 @@ def test_summary_takes_medians_and_the_ratio_of_median_times():
 
 
 def test_command_line_defaults_are_the_configs():
-    config, growth, cpu, seeds = cli.parse_args([])
-    assert (config, growth, cpu, seeds) == (BenchmarkConfig(), None, False, None)
+    assert cli.parse_args([]) == (BenchmarkConfig(), None, False, None, False, False)
+    assert cli.parse_args(["--decode-scale"])[4:] == (True, False)
+    assert cli.parse_args(["--frozen-pass"])[4:] == (False, True)
     config, *_ = cli.parse_args(["--data-dir", "photos", "--base-weights", "base.h5", "--arch", "resnet50",
                                  "--val-split", "0.25", "--unfreeze-from", "conv5_block3_1_conv"])
     assert (config.data_dir, config.base_weights, config.arch, config.val_split, config.unfreeze_from) == (
@@ -92,7 +93,7 @@ def test_command_line_rejects_a_zero_count_and_an_unknown_mode(capsys):
     assert "invalid choice: 'phase3'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="accuracy-seeds=1"):
         cli.parse_args(["--accuracy-seeds", "1"])
-    config, growth, cpu, seeds = cli.parse_args(["--no-warmup", "--mode", "augment", "--augment", "flip",
-                                                 "--growth", "8,16"])
+    config, growth, cpu, seeds, *_ = cli.parse_args(["--no-warmup", "--mode", "augment", "--augment", "flip",
+                                                     "--growth", "8,16"])
     assert (config.warmup, config.mode, config.augment, growth, cpu, seeds) == (
         False, "augment", ("flip",), (8, 16), False, None)

@@ -1,4 +1,4 @@
-"""Tests for keras_notes.finetune.scan: every bad file is generated here, in tmp_path.
+"""Tests for keras_notes.finetune.scan and .imagefile: every bad file is generated here, in tmp_path.
 
 Pixel checks compare against an independent computation (NumPy on the arrays
 the test wrote, or the file format's own arithmetic), never against the code
@@ -17,7 +17,8 @@ import pytest
 from PIL import Image
 
 from keras_notes.errors import KerasNotesError
-from keras_notes.finetune.scan import ScanResult, check_image, load_image_rgb, scan_image_folder
+from keras_notes.finetune.imagefile import check_image, load_image_rgb
+from keras_notes.finetune.scan import ScanResult, scan_image_folder
 
 DIGITS = Path(__file__).resolve().parent.parent / "data" / "digits"
 RNG = np.random.default_rng(0)
@@ -494,7 +495,8 @@ def test_class_without_usable_images(tmp_path):
 def test_report_lists_counts_and_skipped_files(tmp_path):
     result = _scan_with(tmp_path, "notes.txt", lambda p: p.write_text("x"))
     text = result.report()
-    assert text.splitlines()[0] == "4 images in 2 classes (a: 2, b: 2); 1 skipped; 0 decoded with Pillow"
+    assert text.splitlines()[0] == ("4 images in 2 classes (a: 2, b: 2); 1 skipped; 0 decoded with Pillow; "
+                                    "0 turned upright by their EXIF orientation")
     assert f"{tmp_path / 'a' / 'notes.txt'}: not an image (.txt)" in text
     many = ScanResult(("x",), (0,), ("a", "b"), tuple((f"f{i}", "zero-byte file") for i in range(5)), (False,))
     assert many.format_skipped(limit=2).splitlines() == ["f0: zero-byte file", "f1: zero-byte file", "... and 3 more"]
@@ -519,11 +521,11 @@ def test_accepted_damaged_files_always_decode(tmp_path, tf_decode):
         for index, variant in enumerate(variants):
             path = tmp_path / f"v{index}.{fmt}"
             path.write_bytes(variant)
-            reason, needs_pil = check_image(path)
-            if reason is not None:
+            check = check_image(path)
+            if check.reason is not None:
                 rejected += 1
                 continue
             accepted += 1
-            image = load_image_rgb(path) if needs_pil else tf_decode(path)
+            image = load_image_rgb(path) if check.needs_pil else tf_decode(path)
             assert image.shape == (48, 40, 3), (fmt, index)
     assert accepted > 10 and rejected > 10, (accepted, rejected)

@@ -15,8 +15,10 @@ One module per concern:
 - ``archs``: the registry of bases (name -> constructor, preprocessing, sizes).
 - ``weights``: ``"imagenet"``, ``None`` or a local file, and the offline error.
 - ``models``: ``build_model``, the course's two fine-tuned models, ``unfreeze``.
-- ``scan``: walking and validating an image folder.
-- ``data``: file lists to ``tf.data`` pipelines, splits, augmentation.
+- ``scan``: walking an image folder and its class sub-folders, every file checked.
+- ``imagefile``: one file: usable or not, which decoder reads it, its EXIF orientation.
+- ``exif``: reading the orientation tag, and turning decoded pixels upright.
+- ``data``: file lists to ``tf.data`` pipelines (reduced-scale JPEG decoding), splits, augmentation.
 - ``config``: ``FinetuneConfig``, the frozen dataclass the CLI mirrors.
 - ``strategy``: choosing a ``tf.distribute`` strategy and precision.
 - ``run``: ``finetune(config)``, which picks one of the two training paths below.

@@ -71,6 +71,11 @@ class FinetuneConfig:
                                 none_or(str))
     # 0.2: the keras.io fine-tuning guide's value for the new head.
     dropout: float = option(0.2, "dropout rate before the new Dense head", float)
+    # False: a photo is seen the way it is displayed, turned by its EXIF orientation tag, in
+    # training, evaluation and predict alike. True reads the pixels as stored, as tf.io.decode_jpeg
+    # and image_dataset_from_directory do.
+    ignore_exif: bool = option(False, "use the pixels as stored, ignoring EXIF orientation tags (as "
+                                      "image_dataset_from_directory does)")
     # No augmentation by default: flips are wrong for digits and text, so the user opts in.
     augment: tuple = option((), "training-only augmentation layers: any of flip rotation zoom (default: none)",
                             str, nargs="*", choices=AUGMENTATIONS)

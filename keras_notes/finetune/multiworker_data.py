@@ -60,10 +60,12 @@ def dataset_fn(files, index, weights, global_batch, image_size, augmentation=Non
         batches = len(index) // global_batch * local_replicas
         dataset = tf.data.Dataset.from_tensor_slices((
             np.asarray(files.paths)[index], np.asarray(files.labels, np.int32)[index],
-            np.asarray(files.needs_pil, bool)[index], np.asarray(weights, np.float32)))
+            np.asarray(files.needs_pil, bool)[index], np.asarray(files.orientation, np.int32)[index],
+            np.asarray(weights, np.float32)))
         # Shard the file names, before decoding: each worker decodes only its own images.
         dataset = dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
-        dataset = dataset.map(lambda path, label, pil, weight: (decode_image(path, pil, image_size), label, weight),
+        dataset = dataset.map(lambda path, label, pil, turn, weight: (decode_image(path, pil, image_size, turn),
+                                                                      label, weight),
                               num_parallel_calls=tf.data.AUTOTUNE)
         # (per_replica, size, size, 3), (per_replica,), (per_replica,); exactly `batches` of them.
         dataset = dataset.batch(per_replica, drop_remainder=True).take(batches)

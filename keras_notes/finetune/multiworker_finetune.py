@@ -64,7 +64,8 @@ def finetune_multi_worker(config):
 
     config = dataclasses.replace(config.resolve(), strategy=STRATEGY_NAME, precision="float32")
     resolve_weights(config.arch, config.weights)
-    splits = load_splits(config.data_dir, config.val_dir, config.val_split, config.seed)
+    splits = load_splits(config.data_dir, config.val_dir, config.val_split, config.seed,
+                         ignore_exif=config.ignore_exif)
     class_names = splits.class_names
     per_replica = check_batch_size(config.batch_size, strategy)
 
@@ -84,6 +85,8 @@ def finetune_multi_worker(config):
         _say(f"{task.name} writes to {write_dir(run_dir, task)} (removed at the end); the chief writes {run_dir}")
     _say(f"data: {len(class_names)} classes, {len(splits.train)} training and {len(splits.val)} validation "
          f"images; this worker decodes shard {task.worker_id} of {task.num_workers}")
+    for line in splits.orientation_report():
+        _say(line)
     _say(f"strategy: multi-worker over {strategy.num_replicas_in_sync} replica(s) on {task.num_workers} "
          f"worker(s); batch {config.batch_size} ({per_replica} per replica); precision float32")
 

@@ -3,20 +3,23 @@
 Output is CSV or JSON. Any engine of ``keras_notes.deploy.engines`` serves (model.keras,
 SavedModel, LiteRT, ONNX). A Keras model is loaded with Keras's ``safe_mode`` left on:
 ``model.keras`` holds only registered layers (``ImagePreprocessing`` instead of a
-``Lambda``), so nothing needs unsafe deserialisation. Images are decoded and resized by the same function the
-training pipeline uses, so a file is seen exactly as it was during validation.
+``Lambda``), so nothing needs unsafe deserialisation. Images are checked, decoded, turned
+upright by their EXIF orientation (unless the run was trained with ``ignore_exif``) and
+resized by the same functions the training pipeline uses, so a file is seen exactly as it
+was during validation.
 """
 
 import csv
 import io
 import json
 import os
+import sys
 
 import numpy as np
 
 from keras_notes.errors import KerasNotesError
 from keras_notes.finetune import runio
-from keras_notes.finetune.scan import IMAGE_EXTENSIONS, check_image
+from keras_notes.finetune.imagefile import IMAGE_EXTENSIONS, check_image
 
 FORMATS = ("csv", "json")
 
@@ -56,30 +59,53 @@ def collect_images(inputs):
     return paths
 
 
-def _needs_pil(path):
-    """True when TensorFlow cannot decode ``path`` itself; ``KerasNotesError`` if it is unusable.
+def run_ignores_exif(run_dir):
+    """Whether the run in ``run_dir`` was trained with ``ignore_exif`` (False when its config does not say)."""
+    path = os.path.join(os.fspath(run_dir), runio.CONFIG_FILE)
+    return bool(os.path.isfile(path) and runio.read_json(path).get("ignore_exif", False))
 
-    The same check the training scan applies (``scan.check_image``), so a file is read
-    by the same decoder at prediction time as it would be in training.
+
+def _run_folder(model_path):
+    """The run folder behind ``model_path``: itself, or the run whose ``export/`` holds the file."""
+    model_path = os.path.abspath(os.fspath(model_path))
+    for folder in (model_path, os.path.dirname(model_path), os.path.dirname(os.path.dirname(model_path))):
+        if os.path.isfile(os.path.join(folder, runio.CONFIG_FILE)):
+            return folder
+    return model_path
+
+
+def _checked(path, ignore_exif):
+    """``check_image`` of ``path``, as the training scan applies it; ``KerasNotesError`` if unusable.
+
+    So a file is read by the same decoder, turned the same way, at prediction time as
+    it would be in training.
     """
-    reason, needs_pil = check_image(path)
-    if reason is not None:
-        raise KerasNotesError(f"cannot use image {path!r}: {reason}")
-    return needs_pil
+    check = check_image(path, exif=not ignore_exif)
+    if check.reason is not None:
+        raise KerasNotesError(f"cannot use image {path!r}: {check.reason}")
+    return check
 
 
-def predict_images(engine, paths, top_k=3, batch_size=32):
+def predict_images(engine, paths, top_k=3, batch_size=32, ignore_exif=False, say=None):
     """One dict per image: ``{"path", "predictions": [{"label", "probability"}, ...]}``, best first.
 
     ``engine`` is a ``keras_notes.deploy.engines.Engine`` (a run's model.keras or an exported
     file). ``top_k`` is capped at the number of classes. Probabilities are the model's
-    softmax outputs (each image's sum to 1 across all classes).
+    softmax outputs (each image's sum to 1 across all classes). ``ignore_exif``: use the
+    pixels as stored. ``say`` receives a line for each file with a note (a damaged EXIF
+    block, ignored); by default they go to stderr.
     """
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise KerasNotesError(f"top_k must be a positive integer; received top_k={top_k!r}")
     from keras_notes.finetune.data import FileList  # TensorFlow: only once there is something to predict
 
-    files = FileList(tuple(paths), (0,) * len(paths), tuple(_needs_pil(path) for path in paths))
+    say = say or (lambda line: print(line, file=sys.stderr))
+    checks = [_checked(path, ignore_exif) for path in paths]
+    for path, check in zip(paths, checks):
+        if check.note is not None:
+            say(f"note {path}: {check.note}")
+    files = FileList(tuple(paths), (0,) * len(paths), tuple(check.needs_pil for check in checks),
+                     tuple(check.orientation for check in checks))
     probabilities = predict_files(engine, files, batch_size)  # (images, classes)
     k = min(top_k, len(engine.class_names))
     results = []
@@ -126,7 +152,8 @@ def predict(model_path, inputs, top_k=3, fmt="csv", output=None, unsafe_load=Fal
 
     ``model_path``: a run folder, or a file ``keras-notes-export`` wrote (.tflite, .onnx, a
     SavedModel folder), each with its class names beside it. ``unsafe_load``: see
-    ``keras_notes.deploy.engines.load_model_file``; off by default.
+    ``keras_notes.deploy.engines.load_model_file``; off by default. EXIF orientation is
+    applied, or not, as the run's training applied it (``config.json``'s ``ignore_exif``).
     """
     from keras_notes.deploy.engines import load_engine
 
@@ -134,7 +161,8 @@ def predict(model_path, inputs, top_k=3, fmt="csv", output=None, unsafe_load=Fal
         raise KerasNotesError(f"format must be one of {list(FORMATS)}; received format={fmt!r}")
     paths = collect_images(inputs)  # a mistyped path fails before the model is loaded
     engine = load_engine(model_path, unsafe_load=unsafe_load)
-    text = format_predictions(predict_images(engine, paths, top_k), fmt)
+    results = predict_images(engine, paths, top_k, ignore_exif=run_ignores_exif(_run_folder(model_path)))
+    text = format_predictions(results, fmt)
     if output is not None:
         runio.write_text(output, text)
     return text

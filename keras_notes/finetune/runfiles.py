@@ -77,8 +77,10 @@ def _recorded(record, data_dir, val_dir):
         val_root = os.fspath(val_dir) if val_dir is not None else record["val_dir"]
 
     def files(rows, root):
+        # The EXIF orientation training applied; a record from before orientation was read has
+        # none, and such a run trained on the pixels as stored (1, upright).
         return FileList(tuple(os.path.join(root, row[0]) for row in rows), tuple(int(row[1]) for row in rows),
-                        tuple(bool(row[2]) for row in rows))
+                        tuple(bool(row[2]) for row in rows), tuple(int(row[3]) if len(row) > 3 else 1 for row in rows))
 
     return RunFiles(files(record["train"], train_root), files(record["val"], val_root),
                     f"the file lists recorded in {runio.SPLIT_FILE}", train_root,
@@ -94,7 +96,8 @@ def _re_derived(run_dir, config, data_dir, val_dir):
         if folder is not None and not os.path.isdir(folder):
             raise KerasNotesError(f"the run's image folder {folder!r} does not exist (moved?); pass {flag} DIR "
                                   f"to name where it is now")
-    splits = load_splits(data_dir, val_dir, config["val_split"], config["seed"])
+    splits = load_splits(data_dir, val_dir, config["val_split"], config["seed"],
+                         ignore_exif=config.get("ignore_exif", False))
     expected = runio.read_json(os.path.join(run_dir, runio.EVALUATION_FILE)).get("num_images")
     if expected is not None and expected != len(splits.val):
         raise KerasNotesError(

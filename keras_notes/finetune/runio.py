@@ -71,7 +71,7 @@ def write_start(run_dir, config, splits):
 def write_split(path, splits, data_dir, val_dir=None):
     """Record which files trained and which validated, so that later checks use the same images.
 
-    ``{"data_dir": abs, "val_dir": abs or null, "train": [[relative path, label, needs_pil], ...],
+    ``{"data_dir": abs, "val_dir": abs or null, "train": [[relative path, label, needs_pil, orientation], ...],
     "val": [...]}``: paths are relative to the folder they came from (validation files to
     ``val_dir`` when the run had one), so that a moved folder can be named again and the
     lists still apply. The folders are absolute so that the record holds from any directory.
@@ -79,8 +79,8 @@ def write_split(path, splits, data_dir, val_dir=None):
     val_root = data_dir if val_dir is None else val_dir
 
     def rows(files, root):
-        return [[os.path.relpath(p, root), int(label), bool(pil)]
-                for p, label, pil in zip(files.paths, files.labels, files.needs_pil)]
+        return [[os.path.relpath(p, root), int(label), bool(pil), int(turn)]
+                for p, label, pil, turn in zip(files.paths, files.labels, files.needs_pil, files.orientation)]
 
     return write_json(path, {"data_dir": os.path.abspath(data_dir),
                              "val_dir": None if val_dir is None else os.path.abspath(val_dir),

@@ -106,7 +106,8 @@ def finetune_one_machine(config):
     config = config.resolve()
     resolve_weights(config.arch, config.weights)  # a missing weights file fails before anything is done
     keras.utils.set_random_seed(config.seed)  # Python, NumPy and TensorFlow: init and dropout repeat
-    splits = load_splits(config.data_dir, config.val_dir, config.val_split, config.seed)
+    splits = load_splits(config.data_dir, config.val_dir, config.val_split, config.seed,
+                         ignore_exif=config.ignore_exif)
     strategy = make_strategy(config.strategy)
     per_replica = check_batch_size(config.batch_size, strategy)
     precision = resolve_precision(config.precision, strategy)
@@ -148,6 +149,8 @@ def _write_start(run_dir, config, splits):
          f"validation images, {len(splits.skipped)} files skipped (listed in {runio.SKIPPED_FILE})")
     if splits.skipped:
         say(textwrap.indent(format_skipped(splits.skipped, SKIPPED_SHOWN), "  skipped "))
+    for line in splits.orientation_report(SKIPPED_SHOWN):
+        say(line)
 
 
 def _train_phases(model, config, strategy, run_dir, splits, val_data, kept):
