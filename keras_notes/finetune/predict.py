@@ -60,9 +60,14 @@ def collect_images(inputs):
 
 
 def run_ignores_exif(run_dir):
-    """Whether the run in ``run_dir`` was trained with ``ignore_exif`` (False when its config does not say)."""
+    """Whether the run in ``run_dir`` saw its images as stored, EXIF orientation not applied.
+
+    Its ``config.json``'s ``ignore_exif``; a config without the key comes from before the
+    orientation was read, when every run trained on the pixels as stored (True). With no
+    run folder at all (an exported file on its own), orientation is applied (False).
+    """
     path = os.path.join(os.fspath(run_dir), runio.CONFIG_FILE)
-    return bool(os.path.isfile(path) and runio.read_json(path).get("ignore_exif", False))
+    return bool(os.path.isfile(path) and runio.read_json(path).get("ignore_exif", True))
 
 
 def _run_folder(model_path):

@@ -97,7 +97,7 @@ def _re_derived(run_dir, config, data_dir, val_dir):
             raise KerasNotesError(f"the run's image folder {folder!r} does not exist (moved?); pass {flag} DIR "
                                   f"to name where it is now")
     splits = load_splits(data_dir, val_dir, config["val_split"], config["seed"],
-                         ignore_exif=config.get("ignore_exif", False))
+                         ignore_exif=config.get("ignore_exif", True))  # no key: a run from before EXIF was read
     expected = runio.read_json(os.path.join(run_dir, runio.EVALUATION_FILE)).get("num_images")
     if expected is not None and expected != len(splits.val):
         raise KerasNotesError(
