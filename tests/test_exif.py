@@ -212,11 +212,17 @@ def test_the_cached_pass_keeps_the_same_features_for_tagged_files(model, folders
     assert upright.shape == (8, 1024) and np.ptp(upright, axis=0).max() > 0  # features that differ per image
 
 
+def _engine(model):
+    from keras_notes.deploy.engines import keras_engine
+
+    return keras_engine(model, ("class_0", "class_1"), "model.keras")
+
+
 def _probabilities(model, paths, **options):
     from keras_notes.finetune.predict import predict_images
 
     return [[entry["probability"] for entry in result["predictions"]]
-            for result in predict_images(model, ("class_0", "class_1"), paths, **options)]
+            for result in predict_images(_engine(model), paths, **options)]
 
 
 @pytest.mark.slow
@@ -234,7 +240,7 @@ def test_predict_says_when_it_ignores_a_damaged_exif_block(model, tmp_path):
 
     damaged = _damaged_exif(tmp_path / "damaged.jpg", _blocky(6, 8))
     lines = []
-    [result] = predict_images(model, ("class_0", "class_1"), [str(damaged)], say=lines.append)
+    [result] = predict_images(_engine(model), [str(damaged)], say=lines.append)
     assert result["path"] == str(damaged)
     assert lines == [f"note {damaged}: EXIF block unreadable (no tag could be read); orientation ignored"]
 
