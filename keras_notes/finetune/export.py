@@ -146,17 +146,7 @@ def export_run(run_dir, formats=("litert",), quantize=("none",), say=print, cali
 
 def _prepare_output(path):
     """Create the export folder; ``KerasNotesError`` in one line if it cannot be written."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise KerasNotesError(f"cannot write the export folder {path!r}: it is an existing file, not a folder")
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, f".write-test-{os.getpid()}")
-        with open(probe, "w", encoding="utf-8"):
-            pass
-        os.remove(probe)
-    except OSError as error:
-        raise KerasNotesError(f"cannot write the export folder {path!r}: {error.strerror or error}") from None
-    return path
+    return runio.writable_folder(path, "export folder")
 
 
 def calibration_sample(train, count, seed):

@@ -159,8 +159,13 @@ def prepare_run_dir(path, resume=False):
     elif os.path.isdir(path) and os.listdir(path):
         raise KerasNotesError(f"run folder already exists and is not empty: {path!r}; "
                               f"pass --resume to continue it or choose another --output")
+    return writable_folder(path, "run folder")
+
+
+def writable_folder(path, what):
+    """Create folder ``path`` and check it can be written; ``KerasNotesError`` in one line naming ``what`` if not."""
     if os.path.exists(path) and not os.path.isdir(path):
-        raise KerasNotesError(f"cannot write the run folder {path!r}: it is an existing file, not a folder")
+        raise KerasNotesError(f"cannot write the {what} {path!r}: it is an existing file, not a folder")
     try:
         os.makedirs(path, exist_ok=True)
         probe = os.path.join(path, f".write-test-{os.getpid()}")
@@ -168,7 +173,7 @@ def prepare_run_dir(path, resume=False):
             pass
         os.remove(probe)
     except OSError as error:
-        raise KerasNotesError(f"cannot write the run folder {path!r}: {error.strerror or error}") from None
+        raise KerasNotesError(f"cannot write the {what} {path!r}: {error.strerror or error}") from None
     return path
 
 
