@@ -16,16 +16,13 @@ peak resident memory and final validation accuracy of each, and their ratio.
 ``--growth`` instead runs the package alone on generated folders of each size.
 """
 
-import argparse
-
-from keras_notes.cli._common import add_config_flags, comma_separated, config_from_args, user_errors_exit_2
+from keras_notes.cli._common import comma_separated, config_from_args, config_parser, user_errors_exit_2
 from keras_notes_benchmarks import accuracy_seeds, cpu_choices, decode_scale, frozen_pass, growth, race
 from keras_notes_benchmarks.config import BenchmarkConfig
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="keras-notes-benchmark", description=__doc__.splitlines()[0])
-    add_config_flags(parser, BenchmarkConfig)
+    parser = config_parser("keras-notes-benchmark", __doc__, BenchmarkConfig)
     parser.add_argument("--growth", type=comma_separated(int), default=None, metavar="N,N,...",
                         help="run only the package on generated folders of these sizes, and print how time and "
                              "peak memory grow")

@@ -56,13 +56,10 @@ def _pixels(paths):
     return np.stack([np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) for path in paths])
 
 
-def make_run(root):
-    """A finished run folder for the tiny classifier on 12 images per class (9 validation images)."""
-    import keras
-
+def _started_run(root):
+    """``(run folder, splits)``: 12 images per class under ``root/images``, and the files a run writes at its start."""
     from keras_notes.finetune.config import FinetuneConfig
     from keras_notes.finetune.data import load_splits
-    from keras_notes.finetune.evaluate import evaluation_report
 
     images = make_image_folder(root / "images", per_class=12, size=SIZE)
     run = root / "run"
@@ -71,11 +68,21 @@ def make_run(root):
     config = FinetuneConfig(images, arch="mobilenet", weights=None, image_size=SIZE, val_split=0.25, seed=0,
                             output=str(run)).resolve()
     splits = load_splits(images, val_split=0.25, seed=0)
+    runio.write_start(str(run), config, splits)
+    return run, splits
+
+
+def make_run(root):
+    """A finished run folder for the tiny classifier on 12 images per class (9 validation images)."""
+    import keras
+
+    from keras_notes.finetune.evaluate import evaluation_report
+
+    run, splits = _started_run(root)
     model = _tiny_classifier(len(splits.class_names))
     model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
     # 20 epochs of 3 steps: every validation image right (the classes differ by colour).
     model.fit(_pixels(splits.train.paths), np.asarray(splits.train.labels), epochs=20, batch_size=9, verbose=0)
-    runio.write_start(str(run), config, splits)
     runio.save_model(model, str(run / runio.MODEL_FILE))
     predicted = model.predict(_pixels(splits.val.paths), verbose=0).argmax(axis=1)
     runio.write_json(run / runio.EVALUATION_FILE, evaluation_report(splits.val.labels, predicted, splits.class_names))
@@ -203,16 +210,7 @@ def test_a_moved_image_folder_is_named_with_data(tmp_path):
 
 def _run_folder_without_training(tmp_path):
     """A run folder with every file a finished run has, and a model file that is never loaded."""
-    from keras_notes.finetune.config import FinetuneConfig
-    from keras_notes.finetune.data import load_splits
-
-    images = make_image_folder(tmp_path / "images", per_class=12, size=SIZE)
-    run = tmp_path / "run"
-    run.mkdir()
-    config = FinetuneConfig(images, arch="mobilenet", weights=None, image_size=SIZE, val_split=0.25, seed=0,
-                            output=str(run)).resolve()
-    splits = load_splits(images, val_split=0.25, seed=0)
-    runio.write_start(str(run), config, splits)
+    run, splits = _started_run(tmp_path)
     (run / runio.MODEL_FILE).write_text("never loaded: every check here fails or passes before")
     runio.write_json(run / runio.EVALUATION_FILE, {"accuracy": 1.0, "num_images": len(splits.val)})
     return run, splits

@@ -79,14 +79,20 @@ def config_from_args(config_class, args, exclude=()):
                            if field.name not in exclude})
 
 
+def config_parser(prog, doc, config_class):
+    """An ``ArgumentParser`` named ``prog``, described by ``doc``'s first line, with ``config_class``'s flags."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    add_config_flags(parser, config_class)
+    return parser
+
+
 def experiment_parser(prog, doc, config_class, output, output_help, lists=()):
     """The parser every experiment CLI shares: its config's flags, comma-separated lists, ``--output``.
 
     ``lists`` holds ``(flag, kind, default, help)`` for the sweeps that are arguments of the
     experiment function rather than config fields (``--strengths 0,0.01``).
     """
-    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
-    add_config_flags(parser, config_class)
+    parser = config_parser(prog, doc, config_class)
     for flag, kind, default, text in lists:
         shown = ",".join(f"{value:g}" for value in default)
         parser.add_argument(flag, type=comma_separated(kind), default=default,

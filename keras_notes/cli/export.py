@@ -11,21 +11,18 @@ run, an unknown format, a missing package, int8 without the training images, an 
 cannot be written) is one line on stderr and exit status 2.
 """
 
-import argparse
 import dataclasses
 import os
 import sys
 
-from keras_notes.cli._common import add_config_flags, config_from_args, user_errors_exit_2
+from keras_notes.cli._common import config_from_args, config_parser, user_errors_exit_2
 from keras_notes.finetune.export_config import ExportConfig
 
 GATE_FAILED = 1
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="keras-notes-export", description=__doc__.splitlines()[0])
-    add_config_flags(parser, ExportConfig)
-    return parser
+    return config_parser("keras-notes-export", __doc__, ExportConfig)
 
 
 def parse_args(argv=None):

@@ -8,18 +8,15 @@ command line and the library cannot drift apart. The run folder (``--output``, d
 model, the resolved config, the history, the evaluation and the plots.
 """
 
-import argparse
 import os
 import sys
 
-from keras_notes.cli._common import add_config_flags, config_from_args, user_errors_exit_2
+from keras_notes.cli._common import config_from_args, config_parser, user_errors_exit_2
 from keras_notes.finetune.config import FinetuneConfig
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="keras-notes-finetune", description=__doc__.splitlines()[0])
-    add_config_flags(parser, FinetuneConfig)
-    return parser
+    return config_parser("keras-notes-finetune", __doc__, FinetuneConfig)
 
 
 def parse_args(argv=None):

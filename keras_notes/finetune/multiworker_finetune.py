@@ -29,10 +29,6 @@ from keras_notes.finetune.cluster import make_multi_worker_strategy, read_tf_con
 STRATEGY_NAME = "multi-worker"
 
 
-def _say(message):
-    print(message, flush=True)
-
-
 def _report_from_confusion(matrix, class_names):
     """``evaluate.evaluation_report`` from a confusion matrix: its (true, predicted) pairs, each repeated."""
     from keras_notes.finetune.evaluate import evaluation_report
@@ -58,7 +54,7 @@ def finetune_multi_worker(config):
     from keras_notes.finetune.models import build_model, unfreeze
     from keras_notes.finetune.multiworker import finish_multi_worker, train_multi_worker
     from keras_notes.finetune.results import (TENSORBOARD_MISSING, FinetuneResult, recalibrate_trained_batch_norm,
-                                              tensorboard_available, write_report)
+                                              say, tensorboard_available, write_report)
     from keras_notes.finetune.strategy import check_batch_size
     from keras_notes.finetune.weights import resolve_weights
 
@@ -80,14 +76,14 @@ def finetune_multi_worker(config):
                 raise KerasNotesError(f"{run_dir!r} was trained with strategy {previous!r}; continue it with "
                                       f"that strategy, or give multi-worker training a new --output")
         runio.write_start(run_dir, config, splits)
-        _say(f"{'continuing run folder' if continuing else 'run folder'}: {run_dir}")
+        say(f"{'continuing run folder' if continuing else 'run folder'}: {run_dir}")
     else:
-        _say(f"{task.name} writes to {write_dir(run_dir, task)} (removed at the end); the chief writes {run_dir}")
-    _say(f"data: {len(class_names)} classes, {len(splits.train)} training and {len(splits.val)} validation "
+        say(f"{task.name} writes to {write_dir(run_dir, task)} (removed at the end); the chief writes {run_dir}")
+    say(f"data: {len(class_names)} classes, {len(splits.train)} training and {len(splits.val)} validation "
          f"images; this worker decodes shard {task.worker_id} of {task.num_workers}")
     for line in splits.orientation_report():
-        _say(line)
-    _say(f"strategy: multi-worker over {strategy.num_replicas_in_sync} replica(s) on {task.num_workers} "
+        say(line)
+    say(f"strategy: multi-worker over {strategy.num_replicas_in_sync} replica(s) on {task.num_workers} "
          f"worker(s); batch {config.batch_size} ({per_replica} per replica); precision float32")
 
     def build():
@@ -98,7 +94,7 @@ def finetune_multi_worker(config):
         # Every worker runs the same pass over the same (unsharded) images in the same seeded
         # shuffled order, so the replicas stay equal. Nonzero: the model changed, so the final
         # evaluation runs again.
-        return recalibrate_trained_batch_norm(model, config, splits, say=_say)
+        return recalibrate_trained_batch_norm(model, config, splits, say=say)
 
     callbacks = []
     if tensorboard_available():  # each worker logs to its own write folder; the chief's is the run's logs/
@@ -106,19 +102,19 @@ def finetune_multi_worker(config):
 
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(write_dir(run_dir, task), runio.LOG_DIR)))
     else:
-        _say(TENSORBOARD_MISSING)
+        say(TENSORBOARD_MISSING)
 
     result = train_multi_worker(
         build, splits.train, splits.val, len(class_names), config.image_size, config.batch_size, config.epochs,
         config.lr, run_dir, seed=config.seed, augmentation=make_augmentation(config.augment, config.seed),
         fine_tune_epochs=config.fine_tune_epochs, fine_tune_lr=config.fine_tune_lr,
         unfreeze_fn=lambda model: unfreeze(model, top_n=config.unfreeze_top_n, from_layer=config.unfreeze_from),
-        after_training_fn=recalibrate, callbacks=callbacks, strategy=strategy, task=task, log=_say)
+        after_training_fn=recalibrate, callbacks=callbacks, strategy=strategy, task=task, log=say)
 
     evaluation = None
     if task.is_chief:
         runio.save_model(result.model, os.path.join(run_dir, runio.MODEL_FILE))
         evaluation = _report_from_confusion(result.confusion, class_names)
-        write_report(run_dir, config, class_names, result.history, evaluation, say=_say)
+        write_report(run_dir, config, class_names, result.history, evaluation, say=say)
     finish_multi_worker(strategy, result)
     return FinetuneResult(run_dir, config, tuple(class_names), tuple(result.history), evaluation)
