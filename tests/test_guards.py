@@ -11,6 +11,7 @@ import pytest
 
 from finetune_images import make_image_folder
 from keras_notes.cli import finetune as finetune_cli
+from keras_notes.errors import KerasNotesError
 from keras_notes.cli import predict as predict_cli
 from keras_notes.finetune import guards, runio, train
 from keras_notes.finetune.config import FinetuneConfig
@@ -137,6 +138,46 @@ def test_crash_while_the_backup_is_written_keeps_the_previous_one(tmp_path, monk
     assert (tmp_path / "latest.weights.h5").read_bytes() == good
     assert json.loads((tmp_path / "training_metadata.json").read_text())["epoch"] == 1
     assert sorted(os.listdir(tmp_path)) == ["latest.weights.h5", "training_metadata.json"]  # no leftovers
+
+
+def _backed_up_model(folder):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    backup = guards.AtomicBackupAndRestore(str(folder))
+    backup.set_model(model)
+    backup.on_epoch_end(0)
+    return backup
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "garbage weights", "cut metadata", "another model"])
+def test_a_backup_that_cannot_be_read_stops_resume_with_one_line_naming_it(tmp_path, damage):
+    _backed_up_model(tmp_path)
+    weights, metadata = tmp_path / "latest.weights.h5", tmp_path / "training_metadata.json"
+    if damage == "truncated weights":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif damage == "garbage weights":
+        weights.write_bytes(b"not an h5 file" * 100)
+    elif damage == "cut metadata":
+        metadata.write_text('{"epoch": ')
+    resumed = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3 if damage == "another model" else 1)])
+    resumed.compile(optimizer="adam", loss="mse")
+    backup = guards.AtomicBackupAndRestore(str(tmp_path))
+    backup.set_model(resumed)
+    with pytest.raises(KerasNotesError) as caught:
+        backup.on_train_begin()
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(f"cannot resume from the backup in {str(tmp_path)!r}")
+
+
+def test_an_intact_backup_still_resumes(tmp_path):
+    saved = _backed_up_model(tmp_path)
+    resumed = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    resumed.compile(optimizer="adam", loss="mse")
+    backup = guards.AtomicBackupAndRestore(str(tmp_path))
+    backup.set_model(resumed)
+    backup.on_train_begin()
+    assert resumed._initial_epoch == 1
+    np.testing.assert_array_equal(resumed.get_weights()[0], saved.model.get_weights()[0])
 
 
 def test_crash_while_model_keras_is_written_keeps_the_old_model(tmp_path, monkeypatch):

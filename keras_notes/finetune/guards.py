@@ -28,6 +28,7 @@ import threading
 import keras
 
 from keras_notes.atomic import atomic_path
+from keras_notes.errors import KerasNotesError
 from keras_notes.finetune import runio
 
 INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -136,7 +137,22 @@ class TrainingGuard(keras.callbacks.Callback):
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """``BackupAndRestore`` whose weights and metadata are each written whole, then renamed."""
+    """``BackupAndRestore`` whose weights and metadata are each written whole, then renamed.
+
+    A backup that cannot be read (truncated, corrupt, or from another model) stops ``fit``
+    with one ``KerasNotesError`` naming the backup folder, instead of h5py's or Keras's traceback.
+    """
+
+    def on_train_begin(self, logs=None):
+        try:
+            super().on_train_begin(logs)
+        except KerasNotesError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise KerasNotesError(f"cannot resume from the backup in {self.backup_dir!r}: it is truncated, "
+                                  f"corrupt or from another model ({reason}); delete that folder to "
+                                  f"restart this phase") from None
 
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)

@@ -68,7 +68,7 @@ def finetune_multi_worker(config):
     run_dir = config.output
     continuing = os.path.isfile(os.path.join(run_dir, runio.CONFIG_FILE))
     if task.is_chief:
-        runio.prepare_run_dir(run_dir, resume=continuing or config.resume)
+        runio.prepare_run_dir(run_dir, resume=continuing or config.resume, lock=True)
         if continuing:
             runio.check_resume(run_dir, config, class_names)
             previous = runio.read_json(os.path.join(run_dir, runio.CONFIG_FILE)).get("strategy")

@@ -9,7 +9,17 @@ neither training path imports the other.
 
 
 def finetune(config):
-    """Run ``config`` (a ``FinetuneConfig``) and return a ``results.FinetuneResult``."""
+    """Run ``config`` (a ``FinetuneConfig``) and return a ``results.FinetuneResult``.
+
+    The run folder's lock (``lock.py``) is held from the folder's first check to the end.
+    """
+    from keras_notes.finetune import lock
+
+    with lock.released_after():
+        return _finetune(config)
+
+
+def _finetune(config):
     if config.strategy == "multi-worker":
         # Imported only here: the cluster path must create its strategy before any other
         # TensorFlow operation runs, and a single-machine run never needs it.

@@ -6,6 +6,7 @@ either the old file or the new one, never half of either.
 
 A run folder::
 
+    run.lock             held (fcntl.flock) by the run writing the folder, see lock.py
     config.json          the resolved FinetuneConfig
     class_names.json     ["class_a", "class_b", ...], index = label
     skipped_files.json   [[path, reason], ...] for every file the scan did not use
@@ -146,20 +147,27 @@ def write_history(path, rows):
     return write_text(path, buffer.getvalue())
 
 
-def prepare_run_dir(path, resume=False):
+def prepare_run_dir(path, resume=False, lock=False):
     """Create (or, with ``resume``, find) the run folder; ``KerasNotesError`` if unusable.
 
     A new run refuses a folder that already holds files, so that one run never
-    overwrites another; ``resume`` requires the folder of an earlier run.
+    overwrites another; ``resume`` requires the folder of an earlier run. With ``lock``
+    this process takes the folder's ``run.lock`` (``lock.hold``), and a folder another
+    live run holds is refused first, whatever else it holds.
     """
+    from keras_notes.finetune import lock as run_lock
+
     path = os.fspath(path)
+    if os.path.isdir(path) and run_lock.is_locked_elsewhere(path):
+        run_lock.hold(path)  # raises, naming the process that holds it
     if resume:
         if not os.path.isfile(os.path.join(path, CONFIG_FILE)):
             raise KerasNotesError(f"nothing to resume: {path!r} holds no {CONFIG_FILE} from an earlier run")
-    elif os.path.isdir(path) and os.listdir(path):
+    elif os.path.isdir(path) and set(os.listdir(path)) - {run_lock.LOCK_FILE}:
         raise KerasNotesError(f"run folder already exists and is not empty: {path!r}; "
                               f"pass --resume to continue it or choose another --output")
-    return writable_folder(path, "run folder")
+    writable_folder(path, "run folder")
+    return run_lock.hold(path) if lock else path
 
 
 def writable_folder(path, what):

@@ -113,7 +113,7 @@ def finetune_one_machine(config):
     precision = resolve_precision(config.precision, strategy)
     config = dataclasses.replace(config, strategy=strategy_name(strategy), precision=precision,
                                  cache=cache.resolve_cache(config, strategy.num_replicas_in_sync))
-    run_dir = runio.prepare_run_dir(config.output, resume=config.resume)
+    run_dir = runio.prepare_run_dir(config.output, resume=config.resume, lock=True)
     if config.resume:
         runio.check_resume(run_dir, config, splits.class_names)
 
