@@ -98,6 +98,28 @@ def resolve_cache(config, replicas=1):
     return (not config.augment if config.cache is None else bool(config.cache)) and replicas == 1
 
 
+def _output_arrays(extractor, count, paths=None):
+    """One ``(count, *shape)`` float32 array per output of ``extractor``: in RAM, or ``.npy`` memory maps at ``paths``."""
+    shapes = [tuple(output.shape[1:]) for output in extractor.outputs]
+    if paths is None:
+        return [np.empty((count, *shape), np.float32) for shape in shapes]
+    return [np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(count, *shape))
+            for path, shape in zip(paths, shapes)]
+
+
+def _forward(extractor):
+    import tensorflow as tf
+
+    # One traced function for all batches (a short last batch retraces once, with a relaxed shape).
+    return tf.function(lambda images: extractor(images, training=False), reduce_retracing=True)
+
+
+def _flush(arrays):
+    for array in arrays:
+        if isinstance(array, np.memmap):
+            array.flush()
+
+
 def extract_features(extractor, dataset, count, paths=None):
     """Run ``extractor`` over ``dataset`` batch by batch; -> one ``(count, *shape)`` float32 array per output.
 
@@ -105,16 +127,8 @@ def extract_features(extractor, dataset, count, paths=None):
     arrays; either way only one batch of images is in memory at a time. An extractor
     with one output gives one array, not a list.
     """
-    import tensorflow as tf
-
-    shapes = [tuple(output.shape[1:]) for output in extractor.outputs]
-    if paths is None:
-        arrays = [np.empty((count, *shape), np.float32) for shape in shapes]
-    else:
-        arrays = [np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(count, *shape))
-                  for path, shape in zip(paths, shapes)]
-    # One traced function for all batches (a short last batch retraces once, with a relaxed shape).
-    forward = tf.function(lambda images: extractor(images, training=False), reduce_retracing=True)
+    arrays = _output_arrays(extractor, count, paths)
+    forward = _forward(extractor)
     start = 0
     for batch in dataset:
         values = forward(batch[0] if isinstance(batch, (tuple, list)) else batch)
@@ -124,10 +138,31 @@ def extract_features(extractor, dataset, count, paths=None):
         start += len(values[0])
     if start != count:
         raise KerasNotesError(f"feature pass gave {start} rows for {count} images")
-    for array in arrays:
-        if isinstance(array, np.memmap):
-            array.flush()
+    _flush(arrays)
     return arrays if len(arrays) > 1 else arrays[0]
+
+
+def extract_judged(extractor, files, image_size, paths=None):
+    """``extract_features`` over ``files`` that also judges them: -> ``(arrays, failed)``.
+
+    A file whose decode fails is left out of the pass (``data.judged_dataset``); ``failed``
+    lists the positions in ``files`` of those files, whose rows hold nothing. Always a
+    list of arrays.
+    """
+    from keras_notes.finetune.data import judged_dataset
+
+    arrays = _output_arrays(extractor, len(files), paths)
+    forward = _forward(extractor)
+    seen = np.zeros(len(files), bool)
+    for images, indices in judged_dataset(files, image_size, PASS_BATCH_SIZE):
+        values = forward(images)
+        values = values if isinstance(values, (list, tuple)) else [values]
+        rows = np.asarray(indices)
+        for array, value in zip(arrays, values):
+            array[rows] = np.asarray(value, np.float32)
+        seen[rows] = True
+    _flush(arrays)
+    return arrays, np.flatnonzero(~seen).tolist()
 
 
 def feature_dataset(features, labels, batch_size, training=False, seed=0):
@@ -179,7 +214,8 @@ class RunCache:
         self.directory = os.path.join(run_dir, CACHE_DIR)
         self.budget = resolve_budget(config.cache_budget)
         self.in_ram_mib = 0.0
-        self.ahead = None  # (boundary, arrays) kept by phase 1 for phase 2
+        self.ready = {}  # boundary -> arrays computed by an earlier pass, for the phase that cuts there
+        self.damaged = ()  # (path, reason) of deferred files the first pass could not decode
 
     def __enter__(self):
         return self
@@ -188,33 +224,56 @@ class RunCache:
         self.close()
 
     def close(self):
-        self.ahead = None
+        self.ready = {}
         if not self.config.keep_cache:
             shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _cuts(self, model, next_first_trained):
+        """``(split, ahead)``: the model's frozen part now, and at the layer phase 2 will train first (or None)."""
+        with self.strategy.scope() if self.strategy is not None else contextlib.nullcontext():
+            split = split_frozen(model) if self.config.cache else None
+            ahead = split_frozen(model, next_first_trained) if split and next_first_trained is not None else None
+        return split, ahead
+
+    def prepare(self, model, next_first_trained=None):
+        """Judge the files the scan deferred (``data.load_splits(defer_jpeg=True)``); -> the run's splits.
+
+        When phase 1 is cached, its one pass is run now and decodes them anyway: a file it
+        cannot decode is dropped and the rest split again (``data.without_files``). Otherwise
+        they are checked as the scan would have. ``damaged`` then lists what was dropped.
+        Call it before anything else decodes the images.
+        """
+        from keras_notes.finetune.data import check_deferred
+
+        files = self.splits.train + self.splits.val
+        if not any(files.deferred):
+            return self.splits
+        split, ahead = self._cuts(model, next_first_trained)
+        if split is None:
+            config = self.config
+            self.splits, self.damaged = check_deferred(self.splits, config.val_split, config.seed, config.val_dir,
+                                                       config.ignore_exif)
+        else:
+            self.ready[split.boundary] = self._outputs(model, 1, split, ahead)
+        return self.splits
 
     def phase(self, model, phase, seed, next_first_trained=None):
         """The ``CachedPhase`` of the compiled ``model`` as it stands for ``phase``, or None.
 
         ``next_first_trained``: the first layer phase 2 will train, to keep its cut too.
         """
-        with self.strategy.scope() if self.strategy is not None else contextlib.nullcontext():
-            split = split_frozen(model) if self.config.cache else None
-            ahead = split_frozen(model, next_first_trained) if split and next_first_trained is not None else None
+        split, ahead = self._cuts(model, next_first_trained)
         if split is None:
             if self.config.cache:
                 self.say(f"phase {phase}: nothing frozen to keep below the first trained layer; every step runs "
                          f"the whole model")
             return None
-        if self.ahead is not None and self.ahead[0] == split.boundary:
-            kept = self.ahead[1]
-            self.ahead = None
-            self.say(f"phase {phase} trains on the output at {_describe(split.boundary)} kept by phase 1's pass")
+        if split.boundary in self.ready:
+            kept = self.ready.pop(split.boundary)
+            if phase > 1:
+                self.say(f"phase {phase} trains on the output at {_describe(split.boundary)} kept by phase 1's pass")
         else:
-            extractor = split.extractor if ahead is None else with_pooled_output(model, ahead)
-            kept = self._extract(extractor, phase, (ahead.boundary if ahead else ()) + split.boundary)
-            if ahead is not None:
-                self.ahead = (ahead.boundary, kept[:-1])
-                kept = kept[-1:]
+            kept = self._outputs(model, phase, split, ahead)
         cut = len(self.splits.train)
         batch = self.config.batch_size
         train = feature_dataset([array[:cut] for array in kept], self.splits.train.labels, batch, training=True,
@@ -222,10 +281,21 @@ class RunCache:
         val = feature_dataset([array[cut:] for array in kept], self.splits.val.labels, batch)
         return CachedPhase(split.trainable, train, val)
 
-    def _extract(self, extractor, phase, boundary):
-        """One pass of ``extractor`` over the training then the validation images; -> a list of arrays."""
-        from keras_notes.finetune.data import make_eval_dataset
+    def _outputs(self, model, phase, split, ahead):
+        """One pass at ``split``'s cut (and ``ahead``'s, kept for phase 2); -> the arrays at ``split``'s."""
+        extractor = split.extractor if ahead is None else with_pooled_output(model, ahead)
+        kept = self._extract(extractor, phase, (ahead.boundary if ahead else ()) + split.boundary)
+        if ahead is not None:
+            self.ready[ahead.boundary] = kept[:-1]
+            kept = kept[-1:]
+        return kept
 
+    def _extract(self, extractor, phase, boundary):
+        """One pass of ``extractor`` over the training then the validation images; -> a list of arrays.
+
+        Deferred files are judged by this pass (``extract_judged``); the splits then lose
+        those it could not decode, and the arrays their rows.
+        """
         files = self.splits.train + self.splits.val
         per_image = sum(math.prod(shape) for _, shape in boundary)
         needed = len(files) * per_image * 4 / MIB
@@ -240,6 +310,31 @@ class RunCache:
             paths = [os.path.join(self.directory, f"phase{phase}_{index}.npy") for index in range(len(boundary))]
         else:
             self.in_ram_mib += needed
-        kept = extract_features(extractor, make_eval_dataset(files, self.config.image_size, PASS_BATCH_SIZE),
-                                len(files), paths)
-        return kept if isinstance(kept, list) else [kept]
+        if not any(files.deferred):
+            from keras_notes.finetune.data import make_eval_dataset
+
+            kept = extract_features(extractor, make_eval_dataset(files, self.config.image_size, PASS_BATCH_SIZE),
+                                    len(files), paths)
+            return kept if isinstance(kept, list) else [kept]
+        kept, failed = extract_judged(extractor, files, self.config.image_size, paths)
+        return self._drop_damaged(kept, files, failed)
+
+    def _drop_damaged(self, kept, files, failed):
+        """After a judging pass: the splits without the files at ``failed``, and the arrays' matching rows."""
+        from keras_notes.finetune.data import without_files
+        from keras_notes.finetune.imagefile import check_image
+
+        config = self.config
+        # The scan's own check names the damage ("truncated JPEG", "corrupt JPEG (...)").
+        damaged = []
+        for index in failed:
+            path = files.paths[index]
+            reason = check_image(path, exif=not config.ignore_exif).reason
+            damaged.append((path, reason or "corrupt JPEG (TensorFlow's JPEG decoder refuses it)"))
+        self.damaged += tuple(damaged)
+        self.splits = without_files(self.splits, damaged, config.val_split, config.seed, config.val_dir)
+        if not failed:
+            return kept
+        position = {path: index for index, path in enumerate(files.paths)}
+        rows = [position[path] for path in self.splits.train.paths + self.splits.val.paths]
+        return [np.asarray(array[rows]) for array in kept]

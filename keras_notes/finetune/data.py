@@ -36,23 +36,27 @@ JPEG_RATIOS = (8, 4, 2, 1)  # largest reduction first; 1 is the whole image
 
 @dataclasses.dataclass(frozen=True)
 class FileList:
-    """Image files with their labels; ``needs_pil[i]`` routes file i through PIL, and
-    ``orientation[i]`` (EXIF, 1-8) says how to turn it upright (all 1 when not given)."""
+    """Image files with their labels; ``needs_pil[i]`` routes file i through PIL,
+    ``orientation[i]`` (EXIF, 1-8) says how to turn it upright (all 1 when not given), and
+    ``deferred[i]`` marks a JPEG not decoded yet by the scan (all False when not given)."""
 
     paths: tuple
     labels: tuple
     needs_pil: tuple
     orientation: tuple = ()
+    deferred: tuple = ()
 
     def __post_init__(self):
         if not self.orientation:
             object.__setattr__(self, "orientation", (UPRIGHT,) * len(self.paths))
+        if not self.deferred:
+            object.__setattr__(self, "deferred", (False,) * len(self.paths))
 
     def __len__(self):
         return len(self.paths)
 
     def _columns(self):
-        return self.paths, self.labels, self.needs_pil, self.orientation
+        return self.paths, self.labels, self.needs_pil, self.orientation, self.deferred
 
     def __add__(self, other):
         """The files of ``self``, then those of ``other``."""
@@ -93,7 +97,7 @@ def file_list(scan):
     """The ``FileList`` of a ``ScanResult`` (every file TensorFlow-decodable and upright when the
     scan says nothing)."""
     needs_pil = tuple(scan.needs_pil) or (False,) * len(scan.paths)
-    return FileList(tuple(scan.paths), tuple(scan.labels), needs_pil, tuple(scan.orientation))
+    return FileList(tuple(scan.paths), tuple(scan.labels), needs_pil, tuple(scan.orientation), tuple(scan.deferred))
 
 
 def stratified_split(files, class_names, val_split, seed):
@@ -119,22 +123,84 @@ def stratified_split(files, class_names, val_split, seed):
     return files.subset(sorted(train)), files.subset(sorted(val))
 
 
-def load_splits(data_dir, val_dir=None, val_split=0.2, seed=0, ignore_exif=False):
+def load_splits(data_dir, val_dir=None, val_split=0.2, seed=0, ignore_exif=False, defer_jpeg=False):
     """Scan the folder(s) and return ``Splits``: a seeded stratified split, or ``val_dir``'s files.
 
     ``ignore_exif``: read no EXIF orientation; every image is used as stored.
+    ``defer_jpeg``: check JPEGs' headers only (``FileList.deferred``); the caller must
+    judge them when it decodes them (the frozen pass, ``judged_dataset``) or check them
+    with ``check_deferred`` before anything else decodes them.
     """
-    scan = scan_image_folder(data_dir, exif=not ignore_exif)
+    scan = scan_image_folder(data_dir, exif=not ignore_exif, defer_jpeg=defer_jpeg)
     files = file_list(scan)
     skipped, notes = tuple(scan.skipped), tuple(scan.notes)
     if val_dir is None:
         train, val = stratified_split(files, scan.class_names, val_split, seed)
     else:
-        val_scan = scan_image_folder(val_dir, class_names=scan.class_names, exif=not ignore_exif)
+        val_scan = scan_image_folder(val_dir, class_names=scan.class_names, exif=not ignore_exif,
+                                     defer_jpeg=defer_jpeg)
         train, val = files, file_list(val_scan)
         skipped += tuple(val_scan.skipped)
         notes += tuple(val_scan.notes)
     return Splits(tuple(scan.class_names), train, val, skipped, notes)
+
+
+def without_files(splits, damaged, val_split, seed, val_dir=None):
+    """``splits`` with the ``damaged`` ``(path, reason)`` files skipped, split as a scan without them splits.
+
+    The files go back into scan order (by class, then path: within a class every path
+    starts with the class folder) and are split again with the same seed, so the result
+    is what ``load_splits`` gives when its scan skips those files. With a validation
+    folder each list just loses them. Every file left is marked judged (not deferred).
+    """
+    gone = {path for path, _ in damaged}
+    skipped = splits.skipped + tuple(damaged)
+    if val_dir is None:
+        every = splits.train + splits.val
+        order = sorted(range(len(every)), key=lambda i: (every.labels[i], every.paths[i]))
+        kept = every.subset([i for i in order if every.paths[i] not in gone])
+        train, val = stratified_split(kept, splits.class_names, val_split, seed)
+    else:
+        train, val = (files.subset([i for i, path in enumerate(files.paths) if path not in gone])
+                      for files in (splits.train, splits.val))
+    judged = [dataclasses.replace(files, deferred=(False,) * len(files)) for files in (train, val)]
+    notes = tuple(note for note in splits.notes if note[0] not in gone)
+    return dataclasses.replace(splits, train=judged[0], val=judged[1], skipped=skipped, notes=notes)
+
+
+def check_deferred(splits, val_split, seed, val_dir=None, ignore_exif=False):
+    """Decode-check the files the scan deferred (``scan.check_images``); -> ``(splits, damaged)``.
+
+    For runs that decode images outside the frozen pass: the check the scan would have made.
+    """
+    from keras_notes.finetune.scan import check_images
+
+    every = splits.train + splits.val
+    deferred = [path for path, waiting in zip(every.paths, every.deferred) if waiting]
+    verdicts = check_images(deferred, exif=not ignore_exif)
+    damaged = tuple((path, verdict.reason) for path, verdict in zip(deferred, verdicts) if verdict.reason is not None)
+    return without_files(splits, damaged, val_split, seed, val_dir), damaged
+
+
+def judged_dataset(files, image_size, batch_size):
+    """Every image once, in order, batched as ``(images, indices)``; a file that fails to decode is left out.
+
+    ``indices`` are positions in ``files``, so the caller sees which files the pass could
+    not read (``tf.data``'s ``ignore_errors`` drops the element whose decode raised).
+    """
+    import tensorflow as tf
+
+    any_pil = any(files.needs_pil)
+    any_turned = any(value != UPRIGHT for value in files.orientation)
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (list(files.paths), np.asarray(files.needs_pil, dtype=bool), np.asarray(files.orientation, dtype=np.int32),
+         np.arange(len(files), dtype=np.int64)))
+
+    def decode(path, pil, turn, index):
+        return decode_image(path, pil if any_pil else False, image_size, turn if any_turned else UPRIGHT), index
+
+    dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def _decode_with_pil(path):

@@ -15,6 +15,9 @@ Pillow 13:
   and must be read with ``load_image_rgb``.
 - Damage: JPEGs are decoded by TF itself at 1/8 scale; PNGs have every chunk's
   CRC checked and are decoded when small; files for Pillow are decoded.
+  ``decode_jpeg=False`` reads a JPEG's header only and marks it ``deferred``: a
+  caller that decodes every file anyway (the run's frozen pass) judges it then,
+  instead of paying for a second decode here.
 - Images above ``max_pixels`` (Pillow's decompression-bomb limit by default)
   are skipped, judged from the header alone.
 - The EXIF orientation tag is read from the header (``exif.read_orientation``); a
@@ -66,12 +69,14 @@ class ImageCheck:
     ``needs_pil``: read with ``load_image_rgb`` rather than TensorFlow. ``orientation``:
     the EXIF tag (1-8, 1 when absent or ignored), applied after decoding. ``note``: a
     remark on a usable file (a damaged EXIF block), for the scan's report.
+    ``deferred``: a JPEG whose header was read but whose pixels were not decoded yet.
     """
 
     reason: str = None
     needs_pil: bool = False
     orientation: int = UPRIGHT
     note: str = None
+    deferred: bool = False
 
 
 def _short(error):
@@ -122,9 +127,14 @@ def _bmp_needs_pil(head, file_size):
     return bits not in (24, 32) or compression != 0 or file_size != offset + row_bytes * abs(height)
 
 
-def _check_pixels(image, file, needs_pil):
-    """Decode enough of an opened image to be sure the pipeline can read it; raise if not."""
+def _check_pixels(image, file, needs_pil, decode_jpeg=True):
+    """Decode enough of an opened image to be sure the pipeline can read it; raise if not.
+
+    -> True when the check was deferred (a JPEG with ``decode_jpeg=False``).
+    """
     pixels = image.width * image.height
+    if image.format in ("JPEG", "MPO") and not decode_jpeg:
+        return True
     if image.format in ("JPEG", "MPO"):
         # TF's own decoder is the judge, since Pillow accepts some damaged JPEGs
         # that libjpeg in TF refuses (a corrupt segment length that runs past the
@@ -157,12 +167,14 @@ def _check_pixels(image, file, needs_pil):
             image.load()
             _to_rgb(image)
     # What is left, a large BMP for TF, was checked from its size in _bmp_needs_pil.
+    return False
 
 
-def check_image(path, max_pixels=MAX_PIXELS, exif=True):
+def check_image(path, max_pixels=MAX_PIXELS, exif=True, decode_jpeg=True):
     """Check one file; -> ``ImageCheck`` (``reason`` None when usable).
 
-    ``exif=False`` leaves the orientation at 1 without reading the tag.
+    ``exif=False`` leaves the orientation at 1 without reading the tag. ``decode_jpeg=False``
+    checks a JPEG's header only and returns it ``deferred`` (see the module docstring).
     """
     try:
         info = os.stat(path)  # Follows symlinks.
@@ -201,10 +213,10 @@ def check_image(path, max_pixels=MAX_PIXELS, exif=True):
             # Before the pixel check: a PNG's verify() leaves the image unusable.
             orientation, note = read_orientation(image) if exif else (UPRIGHT, None)
             try:
-                _check_pixels(image, file, needs_pil)
+                deferred = _check_pixels(image, file, needs_pil, decode_jpeg)
             except Exception as error:  # Truncation is OSError; bad CRC is SyntaxError; others vary.
                 return ImageCheck(_damage_reason(name, error))
-    return ImageCheck(None, needs_pil, orientation, note)
+    return ImageCheck(None, needs_pil, orientation, note, deferred)
 
 
 def _to_rgb(image):

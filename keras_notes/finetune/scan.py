@@ -48,7 +48,8 @@ class ScanResult:
     path relative to the class folder. ``skipped`` holds ``(path, reason)`` for
     every file (or hidden folder) seen and not used, so files seen = used + skipped;
     ``notes`` holds ``(path, note)`` for used files with something to say (a damaged
-    EXIF block, ignored).
+    EXIF block, ignored). ``deferred[i]`` is True for a JPEG whose pixels were not
+    decoded yet (``defer_jpeg=True``): whoever decodes it first must judge it.
     """
 
     paths: tuple[str, ...]
@@ -59,6 +60,7 @@ class ScanResult:
     directory: str = ""
     orientation: tuple[int, ...] = ()
     notes: tuple[tuple[str, str], ...] = ()
+    deferred: tuple[bool, ...] = ()
 
     def counts(self):
         """Return ``{class_name: number of usable images}`` in class order."""
@@ -145,13 +147,24 @@ def _resolve_class_names(directory, folders, class_names):
     return class_names
 
 
-def scan_image_folder(directory, class_names=None, *, max_pixels=MAX_PIXELS, workers=None, exif=True):
+def check_images(paths, *, max_pixels=MAX_PIXELS, workers=None, exif=True, decode_jpeg=True):
+    """``check_image`` for each of ``paths``, on ``workers`` threads; -> the ``ImageCheck`` list, in order."""
+    with warnings.catch_warnings():
+        # Sizes between Pillow's limit and twice it only warn; max_pixels decides instead.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with ThreadPoolExecutor(workers or DEFAULT_WORKERS) as pool:
+            return list(pool.map(lambda path: check_image(path, max_pixels, exif, decode_jpeg), paths))
+
+
+def scan_image_folder(directory, class_names=None, *, max_pixels=MAX_PIXELS, workers=None, exif=True,
+                      defer_jpeg=False):
     """Scan ``directory`` (one sub-folder per class) and return a ``ScanResult``.
 
     ``class_names`` fixes the classes and their order (for a validation folder
     or a resumed run); the folder must then hold exactly those sub-folders.
     Every file is checked with ``check_image`` on ``workers`` threads; ``exif=False``
-    reads no orientation tag (every ``orientation`` is 1).
+    reads no orientation tag (every ``orientation`` is 1). ``defer_jpeg=True`` reads
+    JPEGs' headers only and marks them ``deferred`` (``check_image(decode_jpeg=False)``).
     Raises ``KerasNotesError`` for a missing or empty folder, fewer than 2
     classes, class folders that differ from ``class_names``, or a class with no
     usable image.
@@ -181,11 +194,7 @@ def scan_image_folder(directory, class_names=None, *, max_pixels=MAX_PIXELS, wor
         found = _list_files(class_dir, skipped_in[label], {(info.st_dev, info.st_ino)})
         files.extend(sorted(found, key=lambda path: os.path.relpath(path, class_dir)))
         labels.extend([label] * len(found))
-    with warnings.catch_warnings():
-        # Sizes between Pillow's limit and twice it only warn; max_pixels decides instead.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with ThreadPoolExecutor(workers or DEFAULT_WORKERS) as pool:
-            verdicts = list(pool.map(lambda path: check_image(path, max_pixels, exif), files))
+    verdicts = check_images(files, max_pixels=max_pixels, workers=workers, exif=exif, decode_jpeg=not defer_jpeg)
 
     used = [i for i, verdict in enumerate(verdicts) if verdict.reason is None]
     for path, label, verdict in zip(files, labels, verdicts):
@@ -209,4 +218,5 @@ def scan_image_folder(directory, class_names=None, *, max_pixels=MAX_PIXELS, wor
         directory=directory,
         orientation=tuple(verdicts[i].orientation for i in used),
         notes=tuple((files[i], verdicts[i].note) for i in used if verdicts[i].note is not None),
+        deferred=tuple(verdicts[i].deferred for i in used),
     )

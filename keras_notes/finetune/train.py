@@ -106,13 +106,15 @@ def finetune_one_machine(config):
     config = config.resolve()
     resolve_weights(config.arch, config.weights)  # a missing weights file fails before anything is done
     keras.utils.set_random_seed(config.seed)  # Python, NumPy and TensorFlow: init and dropout repeat
-    splits = load_splits(config.data_dir, config.val_dir, config.val_split, config.seed,
-                         ignore_exif=config.ignore_exif)
     strategy = make_strategy(config.strategy)
     per_replica = check_batch_size(config.batch_size, strategy)
     precision = resolve_precision(config.precision, strategy)
     config = dataclasses.replace(config, strategy=strategy_name(strategy), precision=precision,
                                  cache=cache.resolve_cache(config, strategy.num_replicas_in_sync))
+    # A cached run decodes every image in its frozen pass, which judges the JPEGs: the scan
+    # reads their headers only, instead of decoding each a second time (RunCache.prepare).
+    splits = load_splits(config.data_dir, config.val_dir, config.val_split, config.seed,
+                         ignore_exif=config.ignore_exif, defer_jpeg=config.cache)
     run_dir = runio.prepare_run_dir(config.output, resume=config.resume, lock=True)
     if config.resume:
         runio.check_resume(run_dir, config, splits.class_names)
@@ -128,10 +130,14 @@ def finetune_one_machine(config):
          f"({per_replica} per replica); precision {precision}")
     say(_describe_base(config, model))
 
-    val_data = make_eval_dataset(splits.val, config.image_size, config.batch_size,
-                                 replicas=strategy.num_replicas_in_sync)
     with cache.RunCache(config, run_dir, splits, say=say, strategy=strategy) as kept:  # kept outputs live until the evaluation
-        cached = _train_phases(model, config, strategy, run_dir, splits, val_data, kept)
+        # Phase 2's cut, known before phase 1 so that phase 1's pass can keep its outputs too.
+        phase2_first = (first_trained_layer(model, config.unfreeze_top_n, config.unfreeze_from)
+                        if config.fine_tune_epochs else None)
+        splits = _judge_deferred(run_dir, config, kept, model, phase2_first)
+        val_data = make_eval_dataset(splits.val, config.image_size, config.batch_size,
+                                     replicas=strategy.num_replicas_in_sync)
+        cached = _train_phases(model, config, strategy, run_dir, splits, val_data, kept, phase2_first)
 
         if recalibrate_trained_batch_norm(model, config, splits):
             cached = None  # the frozen part's statistics changed: its kept outputs are stale
@@ -153,18 +159,31 @@ def _write_start(run_dir, config, splits):
         say(line)
 
 
-def _train_phases(model, config, strategy, run_dir, splits, val_data, kept):
+def _judge_deferred(run_dir, config, kept, model, phase2_first):
+    """Judge the JPEGs the scan only read the headers of (``RunCache.prepare``); -> the run's splits.
+
+    When some cannot be decoded, they join the skipped files, the rest are split again, and
+    the start files are written anew.
+    """
+    splits = kept.prepare(model, phase2_first)
+    if kept.damaged:
+        runio.write_start(run_dir, config, splits)
+        say(f"data: {plural(len(kept.damaged), 'more file')} skipped, undecodable; now {len(splits.train)} "
+            f"training and {len(splits.val)} validation images (listed in {runio.SKIPPED_FILE})")
+        say(textwrap.indent(format_skipped(kept.damaged, SKIPPED_SHOWN), "  skipped "))
+    return splits
+
+
+def _train_phases(model, config, strategy, run_dir, splits, val_data, kept, phase2_first=None):
     """Phase 1, then phase 2 if asked; epochs are numbered across both.
 
-    -> the last phase's ``cache.CachedPhase`` or None. ``kept`` is the run's ``cache.RunCache``.
+    -> the last phase's ``cache.CachedPhase`` or None. ``kept`` is the run's ``cache.RunCache``;
+    ``phase2_first`` is the first layer phase 2 will train.
     """
     verbose = resolve_verbose(config.verbose)
     if not tensorboard_available():
         say(TENSORBOARD_MISSING)
     say(f"phase 1: {plural(config.epochs, 'epoch')} at lr {config.lr:g}")
-    # Phase 2's cut, known before phase 1 so that phase 1's pass can keep its outputs too.
-    phase2_first = (first_trained_layer(model, config.unfreeze_top_n, config.unfreeze_from)
-                    if config.fine_tune_epochs else None)
     cached = run_phase(model, config, run_dir, splits, val_data, 1, config.epochs, kept, verbose, phase2_first)
     if not config.fine_tune_epochs:
         return cached
