@@ -3,3 +3,12 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _kept_cache_per_test(tmp_path_factory, monkeypatch):
+    """Each test starts with an empty kept cache of its own (child processes inherit it),
+    so that no test reads what another computed, and none writes to the user's cache."""
+    monkeypatch.setenv("KERAS_NOTES_CACHE", str(tmp_path_factory.mktemp("kept_cache")))

@@ -32,6 +32,7 @@ import shutil
 import numpy as np
 
 from keras_notes.errors import KerasNotesError
+from keras_notes.finetune.data import make_eval_dataset
 from keras_notes.finetune.frozen_part import split_frozen, with_pooled_output
 
 CACHE_DIR = "cache"  # under the run folder, for outputs that do not fit the RAM budget
@@ -284,40 +285,87 @@ class RunCache:
     def _outputs(self, model, phase, split, ahead):
         """One pass at ``split``'s cut (and ``ahead``'s, kept for phase 2); -> the arrays at ``split``'s."""
         extractor = split.extractor if ahead is None else with_pooled_output(model, ahead)
-        kept = self._extract(extractor, phase, (ahead.boundary if ahead else ()) + split.boundary)
+        kept = self._extract(model, extractor, phase, (ahead.boundary if ahead else ()) + split.boundary)
         if ahead is not None:
             self.ready[ahead.boundary] = kept[:-1]
             kept = kept[-1:]
         return kept
 
-    def _extract(self, extractor, phase, boundary):
+    def _entry(self, model, extractor, boundary):
+        """The kept-cache entry for this pass (``kept.Entry``), or None with ``kept_cache=False``."""
+        from keras_notes.finetune import kept
+
+        if not self.config.kept_cache:
+            return None
+        key = kept.entry_key(self.config, extractor, boundary, model.get_layer("preprocessing").get_config())
+        return kept.Entry(self.config.cache_dir, key, len(boundary))
+
+    def _extract(self, model, extractor, phase, boundary):
         """One pass of ``extractor`` over the training then the validation images; -> a list of arrays.
 
-        Deferred files are judged by this pass (``extract_judged``); the splits then lose
-        those it could not decode, and the arrays their rows.
+        Images found in the kept cache (``kept.Entry``) are read from it; the pass runs over
+        the rest only, and adds them. Deferred files are judged by the pass
+        (``extract_judged``); the splits then lose those it could not decode, and the
+        arrays their rows.
         """
+        from keras_notes.finetune import kept as kept_cache
+
         files = self.splits.train + self.splits.val
         per_image = sum(math.prod(shape) for _, shape in boundary)
         needed = len(files) * per_image * 4 / MIB
         spill = self.in_ram_mib + needed > self.budget
-        where = f"on disk in {self.directory}" if spill else "in RAM"
-        self.say(f"phase {phase} runs the frozen part once and keeps its output at {_describe(boundary)}: "
-                 f"{len(files)} images x {per_image:,} values = {needed:.1f} MiB {where} "
-                 f"(budget {self.budget:g} MiB)")
         paths = None
         if spill:
             os.makedirs(self.directory, exist_ok=True)
             paths = [os.path.join(self.directory, f"phase{phase}_{index}.npy") for index in range(len(boundary))]
         else:
             self.in_ram_mib += needed
+        arrays = _output_arrays(extractor, len(files), paths)
+        entry = self._entry(model, extractor, boundary)
+        missing = list(range(len(files)))
+        if entry is not None:
+            identities = kept_cache.image_identities(
+                files.paths, (("", self.config.data_dir), ("val_dir:", self.config.val_dir)))
+            lookup = entry.lookup(identities)
+            for path, why in lookup.dropped:
+                self.say(f"kept cache: {path} could not be read ({why}); dropped, its images are computed again")
+            missing = lookup.missing
+            entry.gather(lookup, arrays, [index for index, place in enumerate(lookup.found) if place is not None])
+        where = f"on disk in {self.directory}" if spill else "in RAM"
+        found = len(files) - len(missing)
+        source = "" if entry is None else (f"; {found} found in the kept cache {entry.directory}, "
+                                           f"{len(missing)} computed")
+        verb = "runs the frozen part once and keeps its" if missing else "reads the frozen part's"
+        self.say(f"phase {phase} {verb} output at {_describe(boundary)}: "
+                 f"{len(files)} images x {per_image:,} values = {needed:.1f} MiB {where} "
+                 f"(budget {self.budget:g} MiB){source}")
+        failed = []
+        if missing:
+            todo = files.subset(missing)
+            if any(todo.deferred):
+                computed, failed_here = extract_judged(extractor, todo, self.config.image_size)
+            else:
+                computed = extract_features(extractor, make_eval_dataset(todo, self.config.image_size,
+                                                                         PASS_BATCH_SIZE), len(todo))
+                computed, failed_here = (computed if isinstance(computed, list) else [computed]), []
+            for array, values in zip(arrays, computed):
+                array[missing] = values
+            failed = [missing[index] for index in failed_here]
+            if entry is not None:
+                good = [index for index in range(len(todo)) if index not in set(failed_here)]
+                entry.add([identities[missing[index]] for index in good], [values[good] for values in computed])
+                entry.compact()
+        if entry is not None:
+            entry.touch()
+            for gone in kept_cache.evict(entry.cache_dir, self.config.cache_limit, keep=(entry.directory,)):
+                self.say(f"kept cache: evicted {gone.path} ({gone.bytes / MIB:.1f} MiB, least recently used) "
+                         f"to stay within --cache-limit {self.config.cache_limit:g} GiB")
+        for array in arrays:
+            if isinstance(array, np.memmap):
+                array.flush()
         if not any(files.deferred):
-            from keras_notes.finetune.data import make_eval_dataset
-
-            kept = extract_features(extractor, make_eval_dataset(files, self.config.image_size, PASS_BATCH_SIZE),
-                                    len(files), paths)
-            return kept if isinstance(kept, list) else [kept]
-        kept, failed = extract_judged(extractor, files, self.config.image_size, paths)
-        return self._drop_damaged(kept, files, failed)
+            return arrays
+        return self._drop_damaged(arrays, files, failed)
 
     def _drop_damaged(self, kept, files, failed):
         """After a judging pass: the splits without the files at ``failed``, and the arrays' matching rows."""

@@ -89,6 +89,15 @@ class FinetuneConfig:
                                  none_or(float))
     # False: a spilled cache is only a speed-up for one run, and can be large.
     keep_cache: bool = option(False, "keep <run>/cache after the run")
+    # True: a re-run on the same images (another lr, dropout or head) skips the frozen pass (kept.py).
+    kept_cache: bool = option(True, "keep the frozen part's outputs across runs in --cache-dir, so that a re-run "
+                                    "on the same images computes only what changed")
+    # None: $KERAS_NOTES_CACHE, else ~/.cache/keras_notes (resolved when used, not written resolved).
+    cache_dir: str = option(None, "folder of the outputs kept across runs (default: $KERAS_NOTES_CACHE, else "
+                                  "~/.cache/keras_notes)", none_or(str))
+    # 10 GiB: MobileNet's pooled outputs take 4 KiB an image, so about 2.6 million images.
+    cache_limit: float = option(10.0, "GiB the kept outputs may take; beyond it the least recently used "
+                                      "entries are evicted", float)
     # "auto": several GPUs -> mirrored, one GPU -> that GPU, none -> the default strategy.
     strategy: str = option("auto", "tf.distribute strategy", str, choices=STRATEGIES)
     # "auto": mixed_float16 on GPUs of compute capability >= 7.0, float32 otherwise.
@@ -104,7 +113,7 @@ class FinetuneConfig:
                              _verbosity)
 
     def __post_init__(self):
-        for name in ("data_dir", "val_dir", "weights", "output"):  # pathlib paths -> str, for config.json
+        for name in ("data_dir", "val_dir", "weights", "output", "cache_dir"):  # pathlib paths -> str, for config.json
             value = getattr(self, name)
             if isinstance(value, os.PathLike):
                 object.__setattr__(self, name, os.fspath(value))
@@ -150,6 +159,9 @@ class FinetuneConfig:
                                               or not self.cache_budget >= 0):
             raise KerasNotesError(f"cache_budget must be a number of MiB >= 0; "
                                   f"received cache_budget={self.cache_budget!r}")
+        if isinstance(self.cache_limit, bool) or not isinstance(self.cache_limit, (int, float)) \
+                or not self.cache_limit >= 0:
+            raise KerasNotesError(f"cache_limit must be a number of GiB >= 0; received cache_limit={self.cache_limit!r}")
         if self.resume and self.output is None:
             raise KerasNotesError("resume needs the run folder to continue; received resume=True, output=None")
 
