@@ -35,7 +35,8 @@ def package_arm(config, output, marks, changes=None, cache=None, timed_phase=Non
 
     ``changes``: ``FinetuneConfig`` fields the mode sets; ``cache=False`` streams every
     phase through the whole model; ``timed_phase``: the phase whose span is timed (None:
-    from the start to the end of training).
+    from the start to the end of training). Nothing is kept across runs (``kept_cache``
+    off unless ``changes`` turns it on): each run is a first run, as the reference's is.
     """
     from keras_notes.finetune import train
     from keras_notes.finetune.config import FinetuneConfig
@@ -43,7 +44,8 @@ def package_arm(config, output, marks, changes=None, cache=None, timed_phase=Non
     finetune_config = FinetuneConfig(config.data_dir, arch=config.arch, weights=config.base_weights,
                                      freeze_base=True, image_size=config.image_size, batch_size=config.batch_size,
                                      epochs=config.epochs, val_split=config.val_split, seed=config.seed,
-                                     output=output, verbose=0, cache=cache, **(changes or {}))
+                                     output=output, verbose=0, cache=cache,
+                                     **{"kept_cache": False, **(changes or {})})
     # Marks at the start and end of each phase: the "trained" mark ends where training does,
     # before the evaluation, the saved model and the plots that the reference recipe does not make.
     original = train.run_phase

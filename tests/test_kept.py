@@ -244,3 +244,29 @@ def test_two_processes_filling_one_entry_never_show_a_half_written_shard(tmp_pat
     reader.gather(after, out, range(len(wanted)))
     assert np.array_equal(out[0], _values(wanted))
     assert reads > 1
+
+
+def test_cache_command_lists_and_clears(tmp_path, capsys):
+    from keras_notes.cli.cache import main
+
+    cache_dir = str(tmp_path / "cache")
+    names = []
+    for size in (32, 64):
+        entry = kept.Entry(cache_dir, {"format": kept.FORMAT, "arch": "mobilenet", "image_size": size,
+                                       "boundary": [["pool", [1024]]], "weights_source": "imagenet"}, 1)
+        entry.add([f"img-{index}" for index in range(3)], [np.zeros((3, 1024), np.float32)])
+        entry.touch()
+        names.append(os.path.basename(entry.directory))
+    assert main(["list", "--cache-dir", cache_dir]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[-1].startswith(f"2 entries, 0.0 MiB in {cache_dir}")
+    assert any(line.startswith(names[0]) and "mobilenet 32 px at pool (1024,), weights imagenet: 3 images"
+               in line for line in lines)
+    assert main(["clear", names[0], "--cache-dir", cache_dir]) == 0
+    assert [entry.name for entry in kept.list_entries(cache_dir)] == [names[1]]
+    assert main(["clear", "nosuchentry", "--cache-dir", cache_dir]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"no kept-cache entry 'nosuchentry' in {cache_dir} "
+                                                    f"(keras-notes-cache list shows them)")
+    assert main(["clear", "--cache-dir", cache_dir]) == 0
+    assert kept.list_entries(cache_dir) == []
+    assert not [name for name in os.listdir(cache_dir) if not name.startswith(".")]

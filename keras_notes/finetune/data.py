@@ -123,22 +123,23 @@ def stratified_split(files, class_names, val_split, seed):
     return files.subset(sorted(train)), files.subset(sorted(val))
 
 
-def load_splits(data_dir, val_dir=None, val_split=0.2, seed=0, ignore_exif=False, defer_jpeg=False):
+def load_splits(data_dir, val_dir=None, val_split=0.2, seed=0, ignore_exif=False, defer_jpeg=False, memo_dir=None):
     """Scan the folder(s) and return ``Splits``: a seeded stratified split, or ``val_dir``'s files.
 
     ``ignore_exif``: read no EXIF orientation; every image is used as stored.
     ``defer_jpeg``: check JPEGs' headers only (``FileList.deferred``); the caller must
     judge them when it decodes them (the frozen pass, ``judged_dataset``) or check them
-    with ``check_deferred`` before anything else decodes them.
+    with ``check_deferred`` before anything else decodes them. ``memo_dir``: reuse the checks
+    of files unchanged since an earlier scan (``scan_memo``, kept beside the kept outputs).
     """
-    scan = scan_image_folder(data_dir, exif=not ignore_exif, defer_jpeg=defer_jpeg)
+    scan = scan_image_folder(data_dir, exif=not ignore_exif, defer_jpeg=defer_jpeg, memo_dir=memo_dir)
     files = file_list(scan)
     skipped, notes = tuple(scan.skipped), tuple(scan.notes)
     if val_dir is None:
         train, val = stratified_split(files, scan.class_names, val_split, seed)
     else:
         val_scan = scan_image_folder(val_dir, class_names=scan.class_names, exif=not ignore_exif,
-                                     defer_jpeg=defer_jpeg)
+                                     defer_jpeg=defer_jpeg, memo_dir=memo_dir)
         train, val = files, file_list(val_scan)
         skipped += tuple(val_scan.skipped)
         notes += tuple(val_scan.notes)

@@ -156,8 +156,31 @@ def check_images(paths, *, max_pixels=MAX_PIXELS, workers=None, exif=True, decod
             return list(pool.map(lambda path: check_image(path, max_pixels, exif, decode_jpeg), paths))
 
 
+def _remembered_checks(files, directory, memo_dir, max_pixels, workers, exif, decode_jpeg):
+    """``check_images`` of ``files``, reusing the checks a memo (``scan_memo``) holds for unchanged files."""
+    from keras_notes.finetune import scan_memo
+
+    path = scan_memo.memo_path(memo_dir, directory, max_pixels=max_pixels, exif=exif, decode_jpeg=decode_jpeg)
+    memo = scan_memo.load(path)
+    names = [os.path.relpath(file, directory) for file in files]
+    stamps = [scan_memo.stamp(file) for file in files]
+    verdicts = [None] * len(files)
+    for index, (name, stamp) in enumerate(zip(names, stamps)):
+        known = memo.get(name)
+        if stamp is not None and known is not None and known[:2] == stamp:
+            verdicts[index] = known[2]
+    todo = [index for index, verdict in enumerate(verdicts) if verdict is None]
+    for index, verdict in zip(todo, check_images([files[index] for index in todo], max_pixels=max_pixels,
+                                                 workers=workers, exif=exif, decode_jpeg=decode_jpeg)):
+        verdicts[index] = verdict
+    if todo or len(memo) != len(files):
+        scan_memo.save(path, {name: (*stamp, verdict) for name, stamp, verdict in zip(names, stamps, verdicts)
+                              if stamp is not None})
+    return verdicts
+
+
 def scan_image_folder(directory, class_names=None, *, max_pixels=MAX_PIXELS, workers=None, exif=True,
-                      defer_jpeg=False):
+                      defer_jpeg=False, memo_dir=None):
     """Scan ``directory`` (one sub-folder per class) and return a ``ScanResult``.
 
     ``class_names`` fixes the classes and their order (for a validation folder
@@ -165,6 +188,7 @@ def scan_image_folder(directory, class_names=None, *, max_pixels=MAX_PIXELS, wor
     Every file is checked with ``check_image`` on ``workers`` threads; ``exif=False``
     reads no orientation tag (every ``orientation`` is 1). ``defer_jpeg=True`` reads
     JPEGs' headers only and marks them ``deferred`` (``check_image(decode_jpeg=False)``).
+    ``memo_dir``: reuse the checks of files unchanged since an earlier scan (``scan_memo``).
     Raises ``KerasNotesError`` for a missing or empty folder, fewer than 2
     classes, class folders that differ from ``class_names``, or a class with no
     usable image.
@@ -194,7 +218,10 @@ def scan_image_folder(directory, class_names=None, *, max_pixels=MAX_PIXELS, wor
         found = _list_files(class_dir, skipped_in[label], {(info.st_dev, info.st_ino)})
         files.extend(sorted(found, key=lambda path: os.path.relpath(path, class_dir)))
         labels.extend([label] * len(found))
-    verdicts = check_images(files, max_pixels=max_pixels, workers=workers, exif=exif, decode_jpeg=not defer_jpeg)
+    if memo_dir is None:
+        verdicts = check_images(files, max_pixels=max_pixels, workers=workers, exif=exif, decode_jpeg=not defer_jpeg)
+    else:
+        verdicts = _remembered_checks(files, directory, memo_dir, max_pixels, workers, exif, not defer_jpeg)
 
     used = [i for i, verdict in enumerate(verdicts) if verdict.reason is None]
     for path, label, verdict in zip(files, labels, verdicts):
