@@ -67,12 +67,14 @@ def package_arm(config, output, marks):
 def pass_share(config):
     """Seconds of the package's frozen pass over the folder, and of its input pipeline alone.
 
-    Runs in a child process. -> ``{"images", "pass", "decode", "decode_whole"}`` (medians of
-    ``config.repeats`` alternating runs): the pass as ``cache.RunCache`` runs it (decode,
-    orient, resize, then the frozen MobileNet in batches of ``cache.PASS_BATCH_SIZE``), its
-    pipeline alone, and the pipeline decoding every JPEG whole (``reduce=False``).
+    Runs in a child process. -> ``{"images", "pass", "decode", "decode_whole",
+    "decode_one_thread"}`` (medians of ``config.repeats`` alternating runs): the pass as
+    ``cache.RunCache`` runs it (decode, orient, resize, then the frozen MobileNet in batches
+    of ``cache.PASS_BATCH_SIZE``), its pipeline alone (parallel, as the pass runs it), the
+    pipeline decoding every JPEG whole (``reduce=False``), and the pipeline on one thread.
     """
     import keras
+    import tensorflow as tf
 
     from keras_notes.finetune.cache import PASS_BATCH_SIZE, extract_features
     from keras_notes.finetune.data import image_dataset, load_splits
@@ -86,8 +88,13 @@ def pass_share(config):
                         image_size=config.image_size, freeze_base=True)
     extractor = feature_extractor(model)
 
-    def batches(reduce=True):
-        return image_dataset(files, config.image_size, reduce=reduce).batch(PASS_BATCH_SIZE).prefetch(2)
+    def batches(reduce=True, threads=None):
+        dataset = image_dataset(files, config.image_size, reduce=reduce).batch(PASS_BATCH_SIZE).prefetch(2)
+        if threads is not None:  # every map of the pipeline on this many threads
+            options = tf.data.Options()
+            options.threading.private_threadpool_size = threads
+            dataset = dataset.with_options(options)
+        return dataset
 
     def drain(dataset):
         for _ in dataset:
@@ -95,7 +102,8 @@ def pass_share(config):
 
     jobs = {"pass": lambda: extract_features(extractor, batches(), len(files)),
             "decode": lambda: drain(batches()),
-            "decode_whole": lambda: drain(batches(reduce=False))}
+            "decode_whole": lambda: drain(batches(reduce=False)),
+            "decode_one_thread": lambda: drain(batches(threads=1))}
     seconds = {name: [] for name in jobs}
     for repeat in range(config.repeats):
         for name in (list(jobs) if repeat % 2 == 0 else list(jobs)[::-1]):
@@ -118,6 +126,8 @@ def after(config, say=print):
         f"{100 * share['decode'] / share['pass']:.0f}% of the pass",
         f"  the same pipeline decoding every photo whole: {share['decode_whole']:.1f} s "
         f"({share['decode_whole'] / share['decode']:.2f}x the reduced decode)",
+        f"  the same pipeline on one thread: {share['decode_one_thread']:.1f} s "
+        f"({share['decode_one_thread'] / share['decode']:.2f}x the parallel decode)",
     ]
 
 

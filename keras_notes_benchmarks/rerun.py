@@ -21,7 +21,7 @@ RERUN_LR = HEAD_LR / 3
 
 def first_arm(config, output, marks):
     """A first run: nothing kept yet (a cache folder of its own)."""
-    return package_arm(config, output, marks, changes={"kept_cache": True, "cache_dir": os.path.join(output, "kept")})
+    return package_arm(config, output, marks, changes={"kept_cache": True, "cache_dir": f"{output}-kept"})
 
 
 def rerun_arm(config, output, marks):

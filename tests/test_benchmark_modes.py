@@ -39,3 +39,24 @@ def test_phase2_and_augment_modes_time_their_own_span():
         assert run["images_per_second"] == pytest.approx(20 * 2 / run["timed_seconds"])
     for run in augment["runs"]:
         assert 0 < run["timed_seconds"] < run["seconds"]
+
+
+@pytest.mark.slow
+def test_rerun_mode_reruns_on_kept_outputs_and_fails_on_a_miss(tmp_path):
+    import os
+
+    from keras_notes.errors import KerasNotesError
+    from keras_notes_benchmarks import rerun
+    from keras_notes_benchmarks.common import prepare
+
+    tiny = dict(images=24, classes=2, image_size=32, epochs=1, batch_size=4, repeats=1)
+    summary = race.run_benchmark(BenchmarkConfig(mode="rerun", **tiny))  # the warm-up's rerun fills its cache
+    assert [run["arm"] for run in summary["runs"]] == ["first", "rerun"]
+    # In this process: the arm fills its cache once, then refuses to time a rerun that misses.
+    config = prepare(BenchmarkConfig(mode="rerun", **tiny), str(tmp_path))
+    rerun.rerun_arm(config, str(tmp_path / "r0"), {})
+    rerun.rerun_arm(config, str(tmp_path / "r1"), {})
+    changed = os.path.join(config.data_dir, "class_0", "00000.png")
+    os.utime(changed, ns=(0, 10 ** 9))
+    with pytest.raises(KerasNotesError, match="the rerun computed 1 images: the kept cache in .* missed"):
+        rerun.rerun_arm(config, str(tmp_path / "r2"), {})

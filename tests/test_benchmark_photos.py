@@ -92,4 +92,4 @@ def test_the_photos_race_marks_the_first_epoch_and_measures_the_pass(small_photo
         assert 0 < run["epoch1_seconds"] < run["train_seconds"] <= run["seconds"]  # 2 epochs: the first ends first
     text = race.format_summary(summary, "photos")
     assert "epoch 1 s" in text.splitlines()[0] and "ratio to the end of epoch 1 (baseline / package):" in text
-    assert "% of the pass" in text and "decoding every photo whole" in text
+    assert "% of the pass" in text and "decoding every photo whole" in text and "on one thread" in text
