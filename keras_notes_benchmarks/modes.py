@@ -4,11 +4,12 @@ Adding a mode is one module that defines its arms and a ``MODE`` record (see
 ``phase1``), and one entry here.
 """
 
-from keras_notes_benchmarks import augment, phase1, phase2, photos
+from keras_notes_benchmarks import augment, phase1, phase2, photos, sweep
 
 MODES = {
     "phase1": phase1.MODE,
     "phase2": phase2.MODE,
     "augment": augment.MODE,
     "photos": photos.MODE,
+    "sweep": sweep.MODE,
 }

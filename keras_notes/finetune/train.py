@@ -60,10 +60,12 @@ def resolve_verbose(verbose):
     return 1 if sys.stdout.isatty() and not os.environ.get("CI") else 2
 
 
-def compile_model(model, lr, label_smoothing=0.0):
+def compile_model(model, lr, label_smoothing=0.0, steps_per_execution=1):
     """Adam at ``lr`` with sparse categorical cross-entropy, smoothed by ``label_smoothing``
-    (``keras_notes.losses``); call inside the strategy's scope."""
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss_for(label_smoothing), metrics=["accuracy"])
+    (``keras_notes.losses``); call inside the strategy's scope. ``steps_per_execution``: as
+    ``Model.compile`` takes it (the sweep's heads run a whole epoch per call)."""
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss_for(label_smoothing), metrics=["accuracy"],
+                  steps_per_execution=steps_per_execution)
 
 
 def phase_callbacks(run_dir, phase, append):
