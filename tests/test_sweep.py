@@ -4,6 +4,8 @@ import csv
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -184,6 +186,21 @@ def test_bad_values_exit_2_with_one_line(argv, message, capsys, tmp_path, monkey
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
+
+
+def test_the_command_line_is_read_without_tensorflow_or_kerastuner():
+    code = ("import sys; from keras_notes.cli import sweep; sweep.parse_args(['imgs', '--trials', '3']); "
+            "print(sorted(name for name in ('tensorflow', 'keras', 'keras_tuner') if name in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_sweep_refuses_a_folder_that_holds_files(images, tmp_path, capsys):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "trials.csv").write_text("earlier sweep")
+    assert cli.main([images, "--weights", "none", "--image-size", "32", "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "sweep folder already exists and is not empty" in err and err.count("\n") == 1, err
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -95,6 +95,7 @@ def _sweep(config, say):
     import keras
     import numpy as np
 
+    from keras_notes.errors import KerasNotesError
     from keras_notes.finetune.data import load_splits
     from keras_notes.finetune.models import build_model
     from keras_notes.finetune.run import finetune
@@ -107,6 +108,9 @@ def _sweep(config, say):
     keras.utils.set_random_seed(config.seed)
     splits = load_splits(config.data_dir, config.val_dir, base_config.val_split, config.seed,
                          ignore_exif=config.ignore_exif)
+    if os.path.isdir(config.output) and set(os.listdir(config.output)) - {lock.LOCK_FILE}:
+        raise KerasNotesError(f"sweep folder already exists and is not empty: {config.output!r}; choose another "
+                              f"--output")
     output = runio.prepare_run_dir(config.output, lock=True)
     classes = len(splits.class_names)
     say(f"sweep folder: {output}")
@@ -130,6 +134,8 @@ def _sweep(config, say):
     tuner.search(validation_data=in_ram_dataset(val_features, splits.val.labels, config.batch_size),
                  epochs=config.epochs, verbose=0, shuffle=False)
     rows = trial_rows(tuner, records)
+    if not rows:
+        raise KerasNotesError(f"no trial finished; KerasTuner's files are in {os.path.join(output, 'tuner')}")
     seconds["search"] = time.perf_counter() - start
     say(format_trials(rows))
     runio.write_text(os.path.join(output, TRIALS_FILE), trials_csv(rows))
