@@ -46,7 +46,7 @@ def sweep_arm(config, output, marks):
 
 
 MODE = Mode(
-    arms={"reference": reference_arm, "sweep": sweep_arm},
+    arms={"reference": reference_arm, "package": sweep_arm},
     help="a head sweep (trials, its frozen pass, the winner's retraining) against --reference-epochs epochs of "
          "the keras.io recipe",
     headline=lambda config: (f"sweep of {config.trials} trials x {config.epochs} head epochs vs "
