@@ -6,6 +6,7 @@ Modules, one concern each:
 - ``keras_notes.params``: parameter counts from first principles.
 - ``keras_notes.experiments``: runnable versions of the notes' claims.
 - ``keras_notes.layers``: ``ImagePreprocessing``, the one custom layer a saved model holds.
+- ``keras_notes.losses``: the sparse cross-entropy with label smoothing that Keras lacks.
 - ``keras_notes.finetune``: fine-tuning keras.applications bases on an image folder.
 - ``keras_notes.deploy``: running exported files (LiteRT, ONNX, SavedModel) without Keras.
 

@@ -7,6 +7,7 @@
     keras-notes-benchmark --cpu-choices --repeats 2
     keras-notes-benchmark --accuracy-seeds 40
     keras-notes-benchmark --mode photos --images 256
+    keras-notes-benchmark --mode sweep --images 1000 --trials 20 --epochs 10 --reference-epochs 3
     keras-notes-benchmark --decode-scale --images 256
     keras-notes-benchmark --frozen-pass --images 256 --repeats 5
 

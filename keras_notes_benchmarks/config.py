@@ -37,6 +37,9 @@ class BenchmarkConfig:
     unfreeze_from: str = option("conv_dw_12", "phase 2 trains the base from this layer on (--mode phase2; "
                                               "default: %(default)s, where MobileNet's last two "
                                               "depthwise/pointwise blocks start)")
+    # The budget: 20 trials of (--epochs) 10 head epochs against 3 epochs of the keras.io recipe.
+    trials: int = option(20, "trials of the head sweep (--mode sweep)")
+    reference_epochs: int = option(3, "epochs of the keras.io recipe raced against the sweep (--mode sweep)")
     # None: measure the batch-norm statistics of a random base on the images.
     base_weights: str = option(None, "weights file for the base; without it, a random base whose batch-norm "
                                      "statistics are measured on the images", str)
@@ -54,7 +57,7 @@ class BenchmarkConfig:
 
     def __post_init__(self):
         for name in ("images", "classes", "image_size", "epochs", "batch_size", "repeats", "fine_tune_epochs",
-                     "photo_width", "photo_height"):
+                     "photo_width", "photo_height", "trials", "reference_epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise KerasNotesError(f"{name} must be an integer of at least 1; received {name}={value!r}")

@@ -4,7 +4,7 @@ Adding a mode is one module that defines its arms and a ``MODE`` record (see
 ``phase1``), and one entry here.
 """
 
-from keras_notes_benchmarks import augment, phase1, phase2, photos, rerun
+from keras_notes_benchmarks import augment, phase1, phase2, photos, rerun, sweep
 
 MODES = {
     "phase1": phase1.MODE,
@@ -12,4 +12,5 @@ MODES = {
     "augment": augment.MODE,
     "photos": photos.MODE,
     "rerun": rerun.MODE,
+    "sweep": sweep.MODE,
 }

@@ -39,6 +39,8 @@ def run_arm_here(arm, config, output):
               "timed_seconds": timed, "images_per_second": train_images * getattr(config, mode.epochs_field) / timed,
               "peak_rss_mib": peak_rss_mib(),
               "val_accuracy": float(accuracy), "train_images": train_images}
+    if "details" in marks:  # an arm's own breakdown of its time (sweep), printed with its run
+        result["details"] = marks["details"]
     if "epoch1_end" in marks:  # an arm that marks the end of its first epoch (photos)
         result["epoch1_seconds"] = marks["epoch1_end"] - start
     return result
@@ -69,7 +71,8 @@ def run_benchmark(config, say=print):
             for arm in (arms if repeat % 2 == 0 else arms[::-1]):
                 result = run_arm(arm, config, os.path.join(scratch, f"{arm}-{repeat}"))
                 say(f"  {arm:9} run {repeat + 1}: {result['timed_seconds']:.1f} s timed, {result['seconds']:.1f} s "
-                    f"in all, {result['images_per_second']:.1f} images/s, val accuracy {result['val_accuracy']:.4f}")
+                    f"in all, {result['images_per_second']:.1f} images/s, val accuracy {result['val_accuracy']:.4f}"
+                    + (f"; {result['details']}" if "details" in result else ""))
                 runs.append(result)
         summary = summarize(runs, arms)
         if mode.after is not None:  # while the race's folder and base weights still exist

@@ -60,3 +60,18 @@ def test_rerun_mode_reruns_on_kept_outputs_and_fails_on_a_miss(tmp_path):
     os.utime(changed, ns=(0, 10 ** 9))
     with pytest.raises(KerasNotesError, match="the rerun computed 1 images: the kept cache in .* missed"):
         rerun.rerun_arm(config, str(tmp_path / "r2"), {})
+
+
+@pytest.mark.slow
+def test_sweep_mode_races_the_whole_sweep_against_the_reference_epochs():
+    tiny = dict(images=24, classes=2, image_size=32, epochs=2, batch_size=4, repeats=1, warmup=False)
+    summary = race.run_benchmark(BenchmarkConfig(mode="sweep", trials=2, reference_epochs=1, **tiny))
+    reference, package = summary["runs"]
+    assert (reference["arm"], package["arm"]) == ("reference", "package")
+    # images/s counts the reference's epochs for both arms: 20 training images x 1 epoch.
+    for run in summary["runs"]:
+        assert run["train_images"] == 20
+        assert 0 < run["timed_seconds"] <= run["seconds"]
+        assert run["images_per_second"] == pytest.approx(20 * 1 / run["timed_seconds"])
+    assert "details" not in reference
+    assert "search" in package["details"] and "2 trials" in package["details"]

@@ -129,6 +129,17 @@ def test_cached_phase_1_trains_the_model_the_uncached_path_trains(images, base_w
     assert [row["epoch"] for row in spilled.history] == [0, 1]
 
 
+@pytest.mark.slow
+def test_a_head_with_a_hidden_layer_trains_the_same_cached(images, base_weights, tmp_path):
+    head = dict(weights=base_weights, hidden_units=8, label_smoothing=0.1)
+    plain = finetune(_config(images, tmp_path / "plain", cache=False, **head))
+    cached = finetune(_config(images, tmp_path / "cached", **head))
+    assert len({row["loss"] for row in cached.history}) == 3
+    _assert_same_training(plain, cached, images)
+    model = keras.saving.load_model(os.path.join(cached.run_dir, runio.MODEL_FILE))
+    assert model.get_layer("hidden").units == 8
+
+
 # Tolerances: measured here (TF 2.21, 2 CPU cores), losses, accuracies, head weights and
 # predictions were bitwise equal (difference 0.0; head weights of magnitude up to 0.15).
 # The features are computed in inference batches instead of inside the training step,

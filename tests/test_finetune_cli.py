@@ -40,6 +40,13 @@ def test_paths_are_kept_as_strings(tmp_path):
     json.dumps(config.to_dict())
 
 
+def test_a_config_json_written_before_the_head_fields_still_loads():
+    values = cli.parse_args(["imgs"]).resolve().to_dict()
+    del values["hidden_units"], values["label_smoothing"]  # an older run folder's config.json
+    config = FinetuneConfig.from_dict(values)
+    assert (config.hidden_units, config.label_smoothing) == (0, 0.0)
+
+
 def test_resolved_config_round_trips_through_json():
     config = cli.parse_args(["imgs", "--augment", "rotation", "--fine-tune-epochs", "1"]).resolve()
     assert config.image_size == 224 and config.freeze_base is True and config.fine_tune_lr == pytest.approx(1e-4)
@@ -54,6 +61,9 @@ def test_resolved_config_round_trips_through_json():
     (["imgs", "--val-split", "1.5"], "received val_split=1.5"),
     (["imgs", "--lr", "-1"], "received lr=-1.0"),
     (["imgs", "--dropout", "1"], "received dropout=1.0"),
+    (["imgs", "--hidden-units", "-8"], "received hidden_units=-8"),
+    (["imgs", "--label-smoothing", "-0.1"], "received label_smoothing=-0.1"),
+    (["imgs", "--label-smoothing", "1"], "received label_smoothing=1.0"),
     (["imgs", "--resume"], "resume=True, output=None"),
     (["imgs", "--unfreeze-top-n", "4"], "fine_tune_epochs > 0"),
     (["imgs", "--fine-tune-epochs", "1", "--unfreeze-top-n", "4", "--unfreeze-from", "conv_pw_13"], "not both"),

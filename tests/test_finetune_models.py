@@ -94,6 +94,25 @@ def test_build_model_layers_head_arithmetic_and_frozen_base(arch):
     np.testing.assert_array_equal(base(features, training=True), base(features, training=False))
 
 
+def test_hidden_units_add_a_relu_dense_between_pool_and_dropout():
+    plain = build_model("mobilenet", 3, weights=None, image_size=32, freeze_base=True)
+    model = build_model("mobilenet", 3, weights=None, image_size=32, freeze_base=True, hidden_units=16)
+    assert [layer.name for layer in model.layers] == ["image", "preprocessing", BASE_LAYER_NAME, "pool", "hidden",
+                                                      "dropout", "predictions"]
+    assert model.get_layer("hidden").activation is keras.activations.relu
+    base_total, _, _ = count_params(model.get_layer(BASE_LAYER_NAME))
+    head = (1024 * 16 + 16) + (16 * 3 + 3)  # hidden: inputs*units + units; predictions: 16*3 + 3
+    assert head == 16_451
+    assert model.count_params() == base_total + head
+    assert keras_split(model) == (base_total + head, head, base_total)
+    # hidden_units=0 is today's model: the same layers, the same count.
+    default = build_model("mobilenet", 3, weights=None, image_size=32, freeze_base=True, hidden_units=0)
+    assert [layer.name for layer in default.layers] == [layer.name for layer in plain.layers]
+    assert default.count_params() == plain.count_params() == base_total + 1024 * 3 + 3
+    with pytest.raises(KerasNotesError, match="hidden_units=-1"):
+        build_model("mobilenet", 2, weights=None, image_size=32, hidden_units=-1)
+
+
 def test_from_scratch_base_trains_with_lower_batch_norm_momentum():
     model = build_model("mobilenet", 3, weights=None, image_size=32)
     assert model.get_layer(BASE_LAYER_NAME).trainable

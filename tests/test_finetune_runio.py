@@ -63,6 +63,14 @@ def test_resume_refuses_other_arch_size_or_classes(tmp_path):
         runio.check_resume(tmp_path, FinetuneConfig("data", arch="vgg16", image_size=64), ["a", "b"])
     with pytest.raises(KerasNotesError, match=r"class names \['a', 'b'\] -> \['a', 'c'\]"):
         runio.check_resume(tmp_path, config, ["a", "c"])
+    with pytest.raises(KerasNotesError, match="hidden_units 0 -> 64"):  # the head's weights would not fit
+        runio.check_resume(tmp_path, FinetuneConfig("data", arch="vgg16", image_size=32, hidden_units=64),
+                           ["a", "b"])
+    # A run folder written before hidden_units existed reads as hidden_units=0 and resumes.
+    values = runio.read_json(tmp_path / runio.CONFIG_FILE)
+    del values["hidden_units"], values["label_smoothing"]
+    runio.write_json(tmp_path / runio.CONFIG_FILE, values)
+    runio.check_resume(tmp_path, config, ["a", "b"])
 
 
 def test_resume_may_extend_phase_1_but_not_shrink_it(tmp_path):

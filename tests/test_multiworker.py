@@ -43,6 +43,10 @@ def test_multi_worker_finetune_needs_tf_config_and_an_output_folder(tmp_path, mo
     monkeypatch.setenv("TF_CONFIG", json.dumps(cluster.make_tf_config(["127.0.0.1:1", "127.0.0.1:2"], 1)))
     with pytest.raises(KerasNotesError, match="needs --output"):  # runs/<timestamp> would differ per worker
         finetune_multi_worker(FinetuneConfig(data_dir=str(tmp_path)))
+    # Refused before the strategy exists: the custom loop's steps use the plain sparse loss.
+    with pytest.raises(KerasNotesError, match="does not apply label smoothing; .* received label_smoothing=0.1"):
+        finetune_multi_worker(FinetuneConfig(data_dir=str(tmp_path), output=str(tmp_path / "run"),
+                                             label_smoothing=0.1))
 
 
 def test_the_evaluation_report_comes_from_the_summed_confusion_matrix():

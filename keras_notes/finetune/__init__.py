@@ -37,6 +37,8 @@ One module per concern:
 - ``export``, ``export_config``: ``export_run``, a run's model to SavedModel, LiteRT and ONNX.
 - ``runfiles``: a finished run's own training and validation files, found again.
 - ``fidelity``: each exported file against ``model.keras``, and the gate.
+- ``sweep``, ``sweep_config``, ``sweep_tuner``: ``keras-notes-sweep``, a seeded KerasTuner search of the
+  head's hyperparameters on the frozen base's output, the winner retrained as a run.
 
 Running exported files (``engines``, ``latency``) lives in ``keras_notes.deploy``, which
 imports no TensorFlow.

@@ -71,6 +71,13 @@ class FinetuneConfig:
                                 none_or(str))
     # 0.2: the keras.io fine-tuning guide's value for the new head.
     dropout: float = option(0.2, "dropout rate before the new Dense head", float)
+    # 0: the keras.io guide's head, pool -> dropout -> predictions. A width adds a hidden
+    # Dense(width, relu) before the dropout (pool -> hidden -> dropout -> predictions), so that
+    # dropout still acts on what the softmax layer reads.
+    hidden_units: int = option(0, "units of a hidden Dense(relu) layer in the head, before the dropout "
+                                  "(0: no hidden layer)", int)
+    # 0: plain cross-entropy on the labels. Smoothing trains on targets (1 - s) one-hot + s / classes.
+    label_smoothing: float = option(0.0, "label smoothing of the cross-entropy loss, in [0, 1)", float)
     # False: a photo is seen the way it is displayed, turned by its EXIF orientation tag, in
     # training, evaluation and predict alike. True reads the pixels as stored, as tf.io.decode_jpeg
     # and image_dataset_from_directory do.
@@ -146,6 +153,8 @@ class FinetuneConfig:
                                   "runs only with fine_tune_epochs > 0; received fine_tune_epochs=0")
         if not 0.0 <= self.dropout < 1.0:
             raise KerasNotesError(f"dropout must be in [0, 1); received dropout={self.dropout!r}")
+        _check_int("hidden_units", self.hidden_units, 0)
+        check_label_smoothing(self.label_smoothing)
         augment = tuple(self.augment)
         if any(name not in AUGMENTATIONS for name in augment) or len(set(augment)) != len(augment):
             raise KerasNotesError(f"augment takes distinct names from {AUGMENTATIONS}; received augment={augment!r}")
@@ -213,6 +222,12 @@ class FinetuneConfig:
 def _check_int(name, value, minimum):
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise KerasNotesError(f"{name} must be an integer of at least {minimum}; received {name}={value!r}")
+
+
+def check_label_smoothing(value):
+    """``KerasNotesError`` unless ``value`` is a number in [0, 1): 1 would make every target uniform."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise KerasNotesError(f"label_smoothing must be a number in [0, 1); received label_smoothing={value!r}")
 
 
 def _check_positive(name, value):

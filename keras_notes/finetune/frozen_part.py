@@ -8,7 +8,7 @@ the cut falls depends on what the phase trains::
 
     phase 1, base frozen (MobileNet at 224 px):
       image (n, 224, 224, 3) -> preprocessing -> base -> pool (n, 1024)          once
-      (n, 1024) -> dropout -> predictions                                       every step
+      (n, 1024) -> [hidden ->] dropout -> predictions                           every step
 
     phase 2, --unfreeze-from conv_dw_12 (the last two depthwise/pointwise blocks):
       image (n, 224, 224, 3) -> preprocessing -> base up to conv_pad_12 (n, 15, 15, 512)   once
@@ -25,7 +25,14 @@ tensors; each is kept. ``cache`` keeps the frozen part's output and trains on it
 import dataclasses
 
 POOL_LAYER_NAME = "pool"
-HEAD_LAYER_NAMES = ("dropout", "predictions")
+# The head's layers above the pool, in order; "hidden" is there only with hidden_units > 0.
+HEAD_LAYER_NAMES = ("hidden", "dropout", "predictions")
+
+
+def head_layers(model):
+    """The head's layers of a ``build_model`` model, in order: those of ``HEAD_LAYER_NAMES`` it has."""
+    names = {layer.name for layer in model.layers}
+    return [model.get_layer(name) for name in HEAD_LAYER_NAMES if name in names]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,13 +62,14 @@ def _compiled(model, inputs, outputs, name):
 
 
 def head_model(model):
-    """The model's own dropout and predictions layers on a features input: (batch, c) -> (batch, classes)."""
+    """The model's own head layers ([hidden,] dropout, predictions) on a features input:
+    (batch, c) -> (batch, classes)."""
     import keras
 
     inputs = keras.Input(model.get_layer(POOL_LAYER_NAME).output.shape[1:], name="features")
     x = inputs
-    for name in HEAD_LAYER_NAMES:
-        x = model.get_layer(name)(x)
+    for layer in head_layers(model):
+        x = layer(x)
     return _compiled(model, inputs, x, "head")
 
 
@@ -113,8 +121,8 @@ def split_frozen(model, first_trained=None):
     upper = keras.Model(tensors, base.outputs[0], name="trained_part_of_base")  # the base's own layers
     inputs = [keras.Input(tensor.shape[1:], name=f"kept_{index}") for index, tensor in enumerate(tensors)]
     x = upper(inputs[0] if len(inputs) == 1 else inputs)
-    for name in (POOL_LAYER_NAME, *HEAD_LAYER_NAMES):
-        x = model.get_layer(name)(x)
+    for layer in (model.get_layer(POOL_LAYER_NAME), *head_layers(model)):
+        x = layer(x)
     trainable = _compiled(model, inputs, x, "trained_part")
     boundary = tuple((tensor._keras_history.operation.name, tuple(tensor.shape[1:])) for tensor in tensors)
     return FrozenSplit(extractor, trainable, boundary)

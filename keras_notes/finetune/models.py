@@ -23,6 +23,7 @@ from keras_notes.layers import ImagePreprocessing
 from keras_notes.finetune.weights import load_base, resolve_weights
 
 BASE_LAYER_NAME = "base"  # the nested keras.applications model inside every build_model model
+HIDDEN_LAYER_NAME = "hidden"  # the head's optional Dense(hidden_units, relu)
 
 # Batch-norm momentum for a base trained from random weights. Keras's default, 0.99,
 # leaves 0.99**steps of the initial moving variance (1.0) in the estimate: after the
@@ -32,7 +33,8 @@ BASE_LAYER_NAME = "base"  # the nested keras.applications model inside every bui
 FROM_SCRATCH_BN_MOMENTUM = 0.9
 
 
-def build_model(arch, num_classes, weights="imagenet", image_size=None, dropout=0.2, freeze_base=None):
+def build_model(arch, num_classes, weights="imagenet", image_size=None, dropout=0.2, freeze_base=None,
+                hidden_units=0):
     """A classifier that takes raw 0-255 RGB images: preprocessing -> base -> head.
 
     Layers, for MobileNet at 224 px and 10 classes::
@@ -43,6 +45,14 @@ def build_model(arch, num_classes, weights="imagenet", image_size=None, dropout=
         pool           (batch, 1024)          global average pooling
         dropout        (batch, 1024)
         predictions    (batch, 10)            Dense(num_classes, softmax): 1024*10 + 10 = 10,250
+
+    ``hidden_units=h`` (0: none) puts a ``Dense(h, relu)`` named ``hidden`` between the
+    pooling and the dropout, so that dropout still acts on what the softmax layer reads::
+
+        pool           (batch, 1024)
+        hidden         (batch, h)             Dense(h, relu): 1024*h + h   (h=256: 262,400)
+        dropout        (batch, h)
+        predictions    (batch, 10)            h*10 + 10                    (h=256: 2,570)
 
     ``weights`` is ``"imagenet"``, ``None`` (or ``"none"``: random) or a path to a local
     weights file for the base (see ``keras_notes.finetune.weights``). ``freeze_base``
@@ -62,6 +72,8 @@ def build_model(arch, num_classes, weights="imagenet", image_size=None, dropout=
         raise KerasNotesError(f"num_classes must be an integer of at least 2; received num_classes={num_classes!r}")
     if not 0.0 <= dropout < 1.0:
         raise KerasNotesError(f"dropout must be in [0, 1); received dropout={dropout!r}")
+    if isinstance(hidden_units, bool) or not isinstance(hidden_units, int) or hidden_units < 0:
+        raise KerasNotesError(f"hidden_units must be an integer of at least 0; received hidden_units={hidden_units!r}")
     weights = resolve_weights(arch, weights)
     size = spec.default_image_size if image_size is None else image_size
     if freeze_base is None:
@@ -86,10 +98,22 @@ def build_model(arch, num_classes, weights="imagenet", image_size=None, dropout=
     x = ImagePreprocessing(spec.preprocessing, name="preprocessing")(inputs)
     x = base(x, training=False)  # (batch, h, w, c)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)  # (batch, h, w, c) -> (batch, c)
+    outputs = head(x, num_classes, dropout, hidden_units)
+    return keras.Model(inputs, outputs, name=f"{arch}_finetune")
+
+
+def head(features, num_classes, dropout=0.2, hidden_units=0):
+    """The new classifier head on pooled ``features`` (batch, c): [hidden ->] dropout -> predictions.
+
+    ``build_model`` puts it on the base; ``finetune.sweep`` puts it on an ``Input`` of the
+    pooled features' shape, so that a trial trains exactly the layers a run would.
+    """
+    x = features
+    if hidden_units:
+        x = keras.layers.Dense(hidden_units, activation="relu", name=HIDDEN_LAYER_NAME)(x)  # -> (batch, h)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     # float32 output even under a mixed precision policy, so softmax and the loss stay stable.
-    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
-    return keras.Model(inputs, outputs, name=f"{arch}_finetune")
+    return keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
 
 
 def course_vgg16(num_classes=2, weights="imagenet"):

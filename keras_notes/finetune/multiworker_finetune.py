@@ -13,6 +13,7 @@ Differences from the single-machine run, each for a reason:
 - a run folder that already holds this run is continued without ``--resume``: restarting
   the group with the same command is how a multi-worker run recovers from a failure;
 - training runs in float32 (see ``multiworker.train_multi_worker``);
+- ``label_smoothing`` is refused: the custom loop's steps use the plain sparse cross-entropy;
 - the last ``len(train) % batch_size`` images of each epoch's shuffled order are
   left out of that epoch, so that every worker runs the same number of full steps.
 """
@@ -47,6 +48,9 @@ def finetune_multi_worker(config):
                               "restarted worker find) the same run folder; received output=None")
     if config.precision == "mixed_float16":
         raise KerasNotesError("multi-worker training runs in float32; received precision='mixed_float16'")
+    if config.label_smoothing:  # the custom loop's steps (multiworker_steps) use the plain sparse loss
+        raise KerasNotesError(f"multi-worker training does not apply label smoothing; train on one machine or "
+                              f"drop it; received label_smoothing={config.label_smoothing!r}")
     # The strategy before any other TensorFlow op: collective ops are configured once, at start-up.
     strategy = make_multi_worker_strategy()
 
@@ -88,7 +92,8 @@ def finetune_multi_worker(config):
 
     def build():
         return build_model(config.arch, len(class_names), weights=config.weights, image_size=config.image_size,
-                           dropout=config.dropout, freeze_base=config.freeze_base)
+                           dropout=config.dropout, freeze_base=config.freeze_base,
+                           hidden_units=config.hidden_units)
 
     def recalibrate(model):
         # Every worker runs the same pass over the same (unsharded) images in the same seeded

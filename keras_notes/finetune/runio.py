@@ -188,7 +188,7 @@ def writable_folder(path, what):
 def check_resume(run_dir, config, class_names):
     """Refuse to resume ``run_dir`` with a request that cannot continue it.
 
-    The arch, the image size and the class names must match the earlier run (its
+    The arch, the image size, the head's hidden width and the class names must match the earlier run (its
     weights would not fit otherwise). Phase 1's epoch count may grow, but cannot shrink
     below what was already trained, nor change once phase 2 has begun, because phase 2's
     epochs are numbered after phase 1's.
@@ -202,6 +202,8 @@ def check_resume(run_dir, config, class_names):
         differences.append(f"arch {previous.arch!r} -> {config.arch!r}")
     if previous.image_size != config.image_size:
         differences.append(f"image_size {previous.image_size!r} -> {config.image_size!r}")
+    if previous.hidden_units != config.hidden_units:  # the head's weights would not fit
+        differences.append(f"hidden_units {previous.hidden_units!r} -> {config.hidden_units!r}")
     if list(previous_names) != list(class_names):
         differences.append(f"class names {list(previous_names)} -> {list(class_names)}")
     if differences:

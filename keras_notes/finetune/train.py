@@ -25,6 +25,7 @@ import time
 import keras
 
 from keras_notes.errors import KerasNotesError
+from keras_notes.losses import loss_for
 from keras_notes.finetune import cache, guards, runio
 from keras_notes.finetune.data import load_splits, make_dataset, make_eval_dataset
 from keras_notes.finetune.evaluate import evaluate_model
@@ -60,10 +61,12 @@ def resolve_verbose(verbose):
     return 1 if sys.stdout.isatty() and not os.environ.get("CI") else 2
 
 
-def compile_model(model, lr):
-    """Adam at ``lr`` with sparse categorical cross-entropy; call inside the strategy's scope."""
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+def compile_model(model, lr, label_smoothing=0.0, steps_per_execution=1):
+    """Adam at ``lr`` with sparse categorical cross-entropy, smoothed by ``label_smoothing``
+    (``keras_notes.losses``); call inside the strategy's scope. ``steps_per_execution``: as
+    ``Model.compile`` takes it (the sweep's heads run a whole epoch per call)."""
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss_for(label_smoothing), metrics=["accuracy"],
+                  steps_per_execution=steps_per_execution)
 
 
 def phase_callbacks(run_dir, phase, append):
@@ -126,8 +129,9 @@ def finetune_one_machine(config):
     # "imagenet", a file that does not fit) leave no half-started run folder behind.
     with strategy.scope(), precision_policy(precision):
         model = build_model(config.arch, len(splits.class_names), weights=config.weights,
-                            image_size=config.image_size, dropout=config.dropout, freeze_base=config.freeze_base)
-        compile_model(model, config.lr)
+                            image_size=config.image_size, dropout=config.dropout, freeze_base=config.freeze_base,
+                            hidden_units=config.hidden_units)
+        compile_model(model, config.lr, config.label_smoothing)
     _write_start(run_dir, config, splits)
     say(f"strategy: {describe_strategy(strategy)}; batch {config.batch_size} "
          f"({per_replica} per replica); precision {precision}")
@@ -192,7 +196,7 @@ def _train_phases(model, config, strategy, run_dir, splits, val_data, kept, phas
         return cached
     with strategy.scope():
         count = unfreeze(model, top_n=config.unfreeze_top_n, from_layer=config.unfreeze_from)
-        compile_model(model, config.fine_tune_lr)
+        compile_model(model, config.fine_tune_lr, config.label_smoothing)
     say(f"phase 2: {plural(config.fine_tune_epochs, 'epoch')} at lr {config.fine_tune_lr:g} with {count} base "
          f"layers trainable (batch norm stays frozen, in inference mode)")
     return run_phase(model, config, run_dir, splits, val_data, 2, config.epochs + config.fine_tune_epochs, kept,
