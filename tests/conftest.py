@@ -1,8 +1,12 @@
 """Shared test set-up: quiet TensorFlow's C++ start-up logging before it is imported."""
 
 import os
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Fixtures wider than a test run before the per-test cache below exists: they get this one,
+# never the user's own cache.
+os.environ["KERAS_NOTES_CACHE"] = tempfile.mkdtemp(prefix="keras-notes-test-cache-")
 
 import pytest  # noqa: E402
 

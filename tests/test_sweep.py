@@ -211,3 +211,22 @@ def test_flags_argparse_cannot_read_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as exited:
         cli.main(argv)
     assert exited.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_winners_run_reads_the_sweeps_pass_from_the_kept_cache(images, base_weights, tmp_path, monkeypatch):
+    from keras_notes.finetune import cache
+
+    sizes = []
+    original = cache.extract_features
+
+    def counting(extractor, dataset, count, paths=None):
+        sizes.append(count)
+        return original(extractor, dataset, count, paths)
+
+    monkeypatch.setattr(cache, "extract_features", counting)  # the PNGs of this folder need no judging
+    result = sweep(_config(images, base_weights, tmp_path / "out", trials=1), say=lambda line: None)
+    assert sizes == [24]  # the sweep's one pass; the winner's run read every output from the kept cache
+    uncached = sweep(_config(images, base_weights, tmp_path / "none", trials=1, kept_cache=False),
+                     say=lambda line: None)
+    assert result.best.evaluation == uncached.best.evaluation

@@ -280,6 +280,18 @@ class RunCache:
             self.ready[split.boundary] = self._outputs(model, 1, split, ahead)
         return self.splits
 
+    def pooled_outputs(self, model):
+        """The frozen base's pooled output over the run's images, ``(n, c)`` float32 (kept cache included).
+
+        For a model whose whole base is frozen (phase 1's cut); ``splits`` afterwards has
+        the files the pass could not decode taken out (``prepare``).
+        """
+        split, _ = self._cuts(model, None)
+        if split is None or len(split.boundary) != 1:
+            raise KerasNotesError(f"the frozen base's pooled output needs the whole base frozen; model "
+                                  f"{model.name!r} has trainable base layers")
+        return self._outputs(model, 1, split, None)[0]
+
     def phase(self, model, phase, seed, next_first_trained=None):
         """The ``CachedPhase`` of the compiled ``model`` as it stands for ``phase``, or None.
 

@@ -13,7 +13,8 @@ Steps, for a ``SweepConfig``:
 6. write ``sweep.json``: the configuration, the search space, the trials and the winner.
 
 The retraining keeps its last epoch, as every run does, where the trial was ranked by
-its best one; it also makes its own frozen pass (as any run does).
+its best one. It reads the frozen pass's outputs from the kept cache (``kept.py``), as a
+later sweep or run on the same images does, unless ``kept_cache`` is off.
 """
 
 import csv
@@ -47,27 +48,23 @@ class SweepResult:
     train_images: int  # the split's training images, which every trial trained on
 
 
-def frozen_outputs(finetune_config, splits, model, say=print_line):
-    """The frozen base's pooled output over ``splits``: ``(train_features, val_features)``, ``(n, c)`` float32.
+def frozen_outputs(finetune_config, splits, model, output, say=print_line):
+    """The frozen base's pooled output over ``splits``: ``(splits, train_features, val_features)``.
 
-    ``model`` is a compiled ``build_model`` model with its base frozen. The one place a
-    sweep gets its features, so that another source of them (a cache on disk) replaces
-    only this function.
+    ``model`` is a compiled ``build_model`` model with its base frozen. The pass is the
+    run's own (``cache.RunCache``): images the kept cache holds are read from it, the rest
+    computed and added, and JPEGs the scan deferred are judged, so ``splits`` comes back
+    without any the pass could not decode.
     """
-    from keras_notes.errors import KerasNotesError
-    from keras_notes.finetune.cache import PASS_BATCH_SIZE, extract_features
-    from keras_notes.finetune.data import make_eval_dataset
-    from keras_notes.finetune.frozen_part import split_frozen
+    from keras_notes.finetune.cache import RunCache
 
-    split = split_frozen(model)
-    if split is None or len(split.boundary) != 1:
-        raise KerasNotesError(f"a sweep needs the whole base frozen; model {model.name!r} has trainable base layers")
-    (name, shape), = split.boundary
-    files = splits.train + splits.val
-    say(f"frozen pass: {len(files)} images through the frozen base once, keeping {name} {shape}")
-    features = extract_features(split.extractor, make_eval_dataset(files, finetune_config.image_size,
-                                                                   PASS_BATCH_SIZE), len(files))
-    return features[:len(splits.train)], features[len(splits.train):]
+    with RunCache(finetune_config, output, splits, say=say) as kept:
+        features = kept.pooled_outputs(model)
+        splits = kept.splits
+        for path, reason in kept.damaged:
+            say(f"  skipped {path}: {reason}")
+    cut = len(splits.train)
+    return splits, features[:cut], features[cut:]
 
 
 def format_trials(rows):
@@ -97,17 +94,21 @@ def _sweep(config, say):
 
     from keras_notes.errors import KerasNotesError
     from keras_notes.finetune.data import load_splits
+    from keras_notes.finetune.kept import resolve_cache_dir
     from keras_notes.finetune.models import build_model
     from keras_notes.finetune.run import finetune
     from keras_notes.finetune.sweep_tuner import in_ram_dataset, make_hypermodel, make_tuner, trial_rows
     from keras_notes.finetune.train import compile_model
     from keras_notes.finetune.weights import resolve_weights
 
-    base_config = config.finetune_config().resolve()
+    # The sweep's pass runs in float32 (the model is built outside any precision policy): its
+    # kept outputs are keyed so, and the winner's run on a CPU, also float32, reads them.
+    base_config = dataclasses.replace(config.finetune_config().resolve(), precision="float32")
     resolve_weights(config.arch, config.weights)  # a missing weights file fails before anything is written
     keras.utils.set_random_seed(config.seed)
     splits = load_splits(config.data_dir, config.val_dir, base_config.val_split, config.seed,
-                         ignore_exif=config.ignore_exif)
+                         ignore_exif=config.ignore_exif, defer_jpeg=True,
+                         memo_dir=resolve_cache_dir(config.cache_dir) if config.kept_cache else None)
     if os.path.isdir(config.output) and set(os.listdir(config.output)) - {lock.LOCK_FILE}:
         raise KerasNotesError(f"sweep folder already exists and is not empty: {config.output!r}; choose another "
                               f"--output")
@@ -121,7 +122,7 @@ def _sweep(config, say):
     model = build_model(config.arch, classes, weights=config.weights, image_size=config.image_size,
                         freeze_base=True)
     compile_model(model, base_config.lr)
-    train_features, val_features = frozen_outputs(base_config, splits, model, say)
+    splits, train_features, val_features = frozen_outputs(base_config, splits, model, output, say)
     seconds["frozen_pass"] = time.perf_counter() - start
     del model
 

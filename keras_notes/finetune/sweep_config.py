@@ -68,6 +68,11 @@ class SweepConfig:
     smoothing_min: float = option(0.0, "smallest label smoothing tried", float)
     smoothing_max: float = option(0.2, "largest label smoothing tried", float)
     ignore_exif: bool = _shared("ignore_exif")
+    # The frozen pass's outputs are kept across runs: the winner's retraining, and a later
+    # sweep or run on the same images, read them instead of running the base again.
+    kept_cache: bool = _shared("kept_cache")
+    cache_dir: str = _shared("cache_dir")
+    cache_limit: float = _shared("cache_limit")
     # None: runs/sweep-<timestamp>, so that sweeps never overwrite each other.
     output: str = option(None, "sweep folder: trials.csv, sweep.json, the tuner's files, and best/, the winner's "
                                "run folder (default: runs/sweep-<timestamp>)", none_or(str))
@@ -113,7 +118,8 @@ class SweepConfig:
         ``dropout``, ``hidden_units`` and ``label_smoothing``; its ``output`` is ``<output>/best``."""
         shared = {name: getattr(self, name) for name in ("data_dir", "val_dir", "val_split", "arch", "weights",
                                                           "image_size", "batch_size", "epochs", "ignore_exif",
-                                                          "seed", "verbose")}
+                                                          "kept_cache", "cache_dir", "cache_limit", "seed",
+                                                          "verbose")}
         output = None if self.output is None else os.path.join(self.output, BEST_DIR)
         return FinetuneConfig(**shared, freeze_base=True, output=output, **trial)
 
