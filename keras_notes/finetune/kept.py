@@ -100,15 +100,18 @@ def key_name(key):
 
 
 def image_identities(paths, roots):
-    """``relative path|size|mtime_ns`` of each file, relative to the first of ``roots`` that holds it."""
+    """``relative path|size|mtime_ns`` of each file, relative to the first of ``roots`` that holds it.
+
+    ``roots`` is ``((tag, folder), ...)``; the tag keeps a validation folder's names apart
+    from the training folder's. A file under none of them keeps its absolute path.
+    """
+    prefixes = [(tag, os.path.join(os.path.abspath(root), "")) for tag, root in roots if root]
     identities = []
     for path in paths:
         info = os.stat(path)
-        relative = path
-        for tag, root in roots:
-            if root and os.path.commonpath([os.path.abspath(path), os.path.abspath(root)]) == os.path.abspath(root):
-                relative = f"{tag}{os.path.relpath(path, root)}"
-                break
+        absolute = os.path.abspath(path)
+        relative = next((tag + absolute[len(prefix):] for tag, prefix in prefixes if absolute.startswith(prefix)),
+                        absolute)
         identities.append(f"{relative}|{info.st_size}|{info.st_mtime_ns}")
     return identities
 
