@@ -230,3 +230,25 @@ def test_the_winners_run_reads_the_sweeps_pass_from_the_kept_cache(images, base_
     uncached = sweep(_config(images, base_weights, tmp_path / "none", trials=1, kept_cache=False),
                      say=lambda line: None)
     assert result.best.evaluation == uncached.best.evaluation
+
+
+def test_a_trial_does_not_depend_on_the_trials_before_it():
+    """Heads are reused across trials (one traced model per width): a trial must start afresh."""
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(32, 16)).astype(np.float32)
+    labels = np.arange(32) % 3
+    config = SweepConfig("imgs", batch_size=4, epochs=3)
+    settings = dict(lr=3e-3, dropout=0.3, hidden_units=8, label_smoothing=0.1)
+
+    def history(hypermodel, seed, **values):
+        hypermodel.trial_seed = seed
+        model = hypermodel.build(_fixed(**values))
+        return hypermodel.fit(None, model, epochs=3, verbose=0, shuffle=False,
+                              validation_data=in_ram_dataset(features, labels, 4)).history
+
+    alone = history(make_hypermodel(config, 3, features, labels), 7, **settings)
+    reused = make_hypermodel(config, 3, features, labels)
+    history(reused, 3, lr=1e-2, dropout=0.0, hidden_units=8, label_smoothing=0.0)  # another trial first
+    after = history(reused, 7, **settings)
+    assert after == alone
+    assert history(reused, 8, **settings) != alone  # the seed matters: the check can fail

@@ -13,16 +13,17 @@ retraining sees in its phase 1 (the same seeded shuffle of the same rows as
 is imported here only, on first use.
 
 Speed: a trial is dominated by Keras's per-trial and per-step overhead, not by the
-head's arithmetic. Measured here (800 MobileNet features, batch 32, 10 epochs, hidden
-256, 2 shared CPU cores): tracing the train and test functions costs about 0.9 s per
-trial, whatever is done; an epoch of 25 steps plus 7 validation steps took 0.19-0.26 s
-with ``cache.feature_dataset`` (a ``numpy_function`` per batch) and one step per call,
-and 0.10-0.13 s from in-RAM tensors with the whole epoch in one call
-(``steps_per_execution``), which is what the trials use.
+head's arithmetic. Measured here (800 MobileNet features, batch 32, 10 epochs, 2 shared
+CPU cores): tracing a new model's train and test functions costs about 0.9 s, so the
+heads are reused, one per hidden width (``ReusedHeads``), and a trial on a reused head
+took 1.4-1.7 s against 4.1 s for the first on a new one; an epoch runs in one call
+(``steps_per_execution``) from in-RAM tensors.
 """
 
 import dataclasses
+import functools
 import time
+import types
 
 import numpy as np
 
@@ -47,39 +48,143 @@ def _float(hp, name, low, high, sampling="linear"):
     return hp.Float(name, float(low), float(high), sampling=sampling)
 
 
+class ReusedHeads:
+    """One compiled head per hidden width, re-initialised for each trial instead of built anew.
+
+    Keras traces a new model's train and test functions on its first ``fit`` (about 0.9 s
+    a trial here, most of a trial's time); a model fitted again reuses them. So each width
+    gets one model whose trial settings live in variables: the dropout rate
+    (``trial_dropout_class``), Adam's learning rate, and the label smoothing of its loss. A trial
+    then assigns them, draws the Dense layers' weights again from their initialisers
+    with the trial's seed, resets Adam's state and the dropout layer's seed, and fits.
+    The layers are ``models.head``'s: ``[Dense(h, relu) ->] dropout -> Dense(softmax)``.
+    """
+
+    def __init__(self, input_shape, num_classes, steps_per_execution):
+        self.input_shape, self.num_classes, self.steps = input_shape, num_classes, steps_per_execution
+        self.models = {}
+
+    def _build(self, hidden_units):
+        import keras
+
+        from keras_notes.finetune.models import HIDDEN_LAYER_NAME
+
+        inputs = keras.Input(self.input_shape, name="features")  # (batch, c)
+        x = inputs
+        if hidden_units:
+            x = keras.layers.Dense(hidden_units, activation="relu", name=HIDDEN_LAYER_NAME)(x)  # (batch, h)
+        x = trial_dropout_class()(name="dropout")(x)
+        outputs = keras.layers.Dense(self.num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+        model = keras.Model(inputs, outputs, name="head")
+        smoothing = keras.Variable(0.0, trainable=False, name="label_smoothing")
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=smoothed_crossentropy(smoothing),
+                      metrics=["accuracy"], steps_per_execution=self.steps)
+        return model, smoothing
+
+    def model(self, seed, lr, dropout, hidden_units, label_smoothing):
+        """The head for ``hidden_units``, set for one trial: fresh weights drawn with ``seed``."""
+        import keras
+        import numpy as np
+
+        if hidden_units not in self.models:
+            self.models[hidden_units] = self._build(hidden_units)
+        model, smoothing = self.models[hidden_units]
+        keras.utils.set_random_seed(seed)
+        dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+        for index, layer in enumerate(dense):
+            # The layer's own initialiser, drawn again with a seed of this trial's (an initialiser
+            # made without one keeps the seed it drew when the layer was made).
+            initializer = layer.kernel_initializer
+            config = initializer.get_config()
+            if "seed" in config:
+                initializer = type(initializer).from_config({**config, "seed": seed * 16 + index})
+            layer.kernel.assign(initializer(layer.kernel.shape, layer.kernel.dtype))
+            layer.bias.assign(layer.bias_initializer(layer.bias.shape, layer.bias.dtype))
+        model.get_layer("dropout").reset(dropout, seed)
+        for variable in model.optimizer.variables:  # step count and moments: a fresh Adam
+            variable.assign(np.zeros(variable.shape, variable.dtype))
+        model.optimizer.learning_rate = lr  # the setter assigns the optimizer's variable
+        smoothing.assign(label_smoothing)
+        return model
+
+
+def smoothed_crossentropy(smoothing):
+    """Sparse cross-entropy against targets ``(1 - s) * onehot + s / classes``, ``s`` a variable.
+
+    The arithmetic of ``keras.losses.categorical_crossentropy(label_smoothing=s)``, with
+    ``s`` read when the step runs rather than fixed when it is traced.
+    """
+    import keras
+
+    def loss(y_true, y_pred):
+        classes = keras.ops.shape(y_pred)[-1]
+        labels = keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,))
+        one_hot = keras.ops.one_hot(labels, classes, dtype=y_pred.dtype)
+        s = keras.ops.cast(smoothing, y_pred.dtype)
+        target = one_hot * (1.0 - s) + s / keras.ops.cast(classes, y_pred.dtype)
+        return keras.ops.categorical_crossentropy(target, y_pred)
+
+    return loss
+
+
+@functools.cache
+def trial_dropout_class():
+    """``TrialDropout``, defined on first use (Keras is imported lazily in this module)."""
+    import keras
+
+    class TrialDropout(keras.layers.Layer):
+        """Dropout whose rate is a variable (``reset`` sets it and the mask seed for a trial)."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.seed_generator = keras.random.SeedGenerator(0)
+            # Held outside Keras's tracking, so that the rate is no weight: the head counts the
+            # parameters a run's head counts.
+            self._setting = types.SimpleNamespace(rate=keras.Variable(0.0, trainable=False, name="dropout_rate"))
+
+        def reset(self, rate, seed):
+            import numpy as np
+
+            self._setting.rate.assign(rate)
+            self.seed_generator.state.assign(np.asarray([seed, 0], self.seed_generator.state.dtype))
+
+        def call(self, inputs, training=False):
+            if not training:
+                return inputs
+            rate = keras.ops.cast(self._setting.rate, inputs.dtype)
+            keep = keras.random.uniform(keras.ops.shape(inputs), seed=self.seed_generator) >= rate
+            return keras.ops.where(keep, inputs / (1.0 - rate), keras.ops.zeros_like(inputs))
+
+    return TrialDropout
+
+
 def make_hypermodel(config, num_classes, features, labels):
     """A ``keras_tuner.HyperModel`` whose models are heads on ``features`` (training ``(n, c)`` array).
 
     ``features`` and ``labels`` (``(n,)`` ints) are the training set; each ``fit`` builds
-    its own shuffled batches from them, seeded with ``config.seed``.
+    its own shuffled batches from them, seeded with ``config.seed``. The heads are
+    ``ReusedHeads``': one per hidden width, set anew for each trial.
     """
-    import keras
     import keras_tuner
 
     from keras_notes.errors import KerasNotesError
-    from keras_notes.finetune.models import head
-    from keras_notes.finetune.train import compile_model
 
     steps = len(labels) // config.batch_size  # per epoch: the last partial batch is dropped, as in a run
     if steps < 1:
         raise KerasNotesError(f"batch_size={config.batch_size} is more than the {len(labels)} training images; "
                               f"pass a batch size of at most {len(labels)}")
+    heads = ReusedHeads(features.shape[1:], num_classes, steps)
 
     class HeadHyperModel(keras_tuner.HyperModel):
         trial_seed = config.seed  # set by the tuner before each trial (make_tuner)
 
         def build(self, hp):
-            # KerasTuner has just cleared the Keras session; seed what this trial draws.
-            keras.utils.set_random_seed(self.trial_seed)
             lr = _float(hp, "lr", config.lr_min, config.lr_max, sampling="log")
             dropout = _float(hp, "dropout", config.dropout_min, config.dropout_max)
             widths = list(config.hidden_units)
             hidden = hp.Fixed("hidden_units", widths[0]) if len(widths) == 1 else hp.Choice("hidden_units", widths)
             smoothing = _float(hp, "label_smoothing", config.smoothing_min, config.smoothing_max)
-            inputs = keras.Input(features.shape[1:], name="features")  # (batch, c)
-            model = keras.Model(inputs, head(inputs, num_classes, dropout, hidden), name="head")
-            compile_model(model, lr, smoothing, steps_per_execution=steps)
-            return model
+            return heads.model(self.trial_seed, lr, dropout, hidden, smoothing)
 
         def fit(self, hp, model, *args, **kwargs):
             # A new dataset each trial: its shuffle starts from the seed, so every trial (and the
