@@ -17,6 +17,7 @@ epochs, which brings the model to where the next phase starts.
 """
 
 import dataclasses
+import functools
 import os
 import sys
 import textwrap
@@ -142,15 +143,17 @@ def finetune_one_machine(config):
         phase2_first = (first_trained_layer(model, config.unfreeze_top_n, config.unfreeze_from)
                         if config.fine_tune_epochs else None)
         splits = _judge_deferred(run_dir, config, kept, model, phase2_first)
-        val_data = make_eval_dataset(splits.val, config.image_size, config.batch_size,
-                                     replicas=strategy.num_replicas_in_sync)
+        # Built on first use: a cached run trains and evaluates on kept outputs and never needs
+        # it (building the image pipeline, autograph included, took about 1 s).
+        val_data = functools.cache(lambda: make_eval_dataset(splits.val, config.image_size, config.batch_size,
+                                                             replicas=strategy.num_replicas_in_sync))
         cached = _train_phases(model, config, strategy, run_dir, splits, val_data, kept, phase2_first)
 
         if recalibrate_trained_batch_norm(model, config, splits):
             cached = None  # the frozen part's statistics changed: its kept outputs are stale
         # With the last phase cached, its model on the kept validation outputs predicts what the
         # whole model predicts on the images, without running the frozen part again.
-        evaluated = (model, val_data) if cached is None else (cached.model, cached.val)
+        evaluated = (model, val_data()) if cached is None else (cached.model, cached.val)
         return _write_results(run_dir, config, splits.class_names, model, evaluated, splits.val.labels)
 
 
@@ -209,7 +212,8 @@ def run_phase(model, config, run_dir, splits, val_data, phase, epochs, kept, ver
     Each phase shuffles its training images with its own seed (``config.seed + phase - 1``),
     cached or not, so that a cached phase sees the batches the uncached one would.
     A cached phase fits the part above the frozen one (``kept.phase``, a
-    ``cache.RunCache``) and backs it up in its own folder. -> the ``cache.CachedPhase``, or None.
+    ``cache.RunCache``) and backs it up in its own folder. ``val_data()`` gives the validation
+    images' dataset, for an uncached phase. -> the ``cache.CachedPhase``, or None.
     """
     seed = config.seed + phase - 1
     initial_epoch = 0 if phase == 1 else config.epochs
@@ -221,7 +225,8 @@ def run_phase(model, config, run_dir, splits, val_data, phase, epochs, kept, ver
         return cached
     train_data = make_dataset(splits.train, config.image_size, config.batch_size, training=True, seed=seed,
                               augment=config.augment)
-    train_phase(model, train_data, val_data, epochs, initial_epoch, phase_callbacks(run_dir, phase, append), verbose)
+    train_phase(model, train_data, val_data(), epochs, initial_epoch, phase_callbacks(run_dir, phase, append),
+                verbose)
     return None
 
 
