@@ -2,9 +2,9 @@
 
 Keras 3.15's ``SparseCategoricalCrossentropy`` takes no ``label_smoothing`` (only the
 one-hot ``CategoricalCrossentropy`` does), while the package's datasets yield integer
-labels. This loss one-hot encodes them and calls
-``keras.losses.categorical_crossentropy(..., label_smoothing=s)``: the target of class
-``k`` becomes ``(1 - s) * onehot(k) + s / classes``. With ``s = 0`` the runs keep Keras's
+labels. This loss one-hot encodes them and computes what
+``keras.losses.categorical_crossentropy(..., label_smoothing=s)`` computes: the target of
+class ``k`` becomes ``(1 - s) * onehot(k) + s / classes``. With ``s = 0`` the runs keep Keras's
 own ``"sparse_categorical_crossentropy"`` (``loss_for``), so their training is unchanged.
 """
 
@@ -22,13 +22,24 @@ class SparseSmoothedCrossentropy(keras.losses.Loss):
         self.label_smoothing = float(label_smoothing)
 
     def call(self, y_true, y_pred):
-        classes = keras.ops.shape(y_pred)[-1]
-        labels = keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,))  # (batch,) or (batch, 1) -> (batch,)
-        one_hot = keras.ops.one_hot(labels, classes, dtype=y_pred.dtype)  # (batch, classes)
-        return keras.losses.categorical_crossentropy(one_hot, y_pred, label_smoothing=self.label_smoothing)
+        return smoothed_sparse_crossentropy(y_true, y_pred, self.label_smoothing)
 
     def get_config(self):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+def smoothed_sparse_crossentropy(y_true, y_pred, label_smoothing):
+    """Per-example cross-entropy of ``y_pred`` (batch, classes) against integer ``y_true``, smoothed.
+
+    The arithmetic of ``keras.losses.categorical_crossentropy(label_smoothing=s)``, written
+    out so that ``s`` may also be a variable read when the step runs (the sweep's trials).
+    """
+    classes = keras.ops.shape(y_pred)[-1]
+    labels = keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,))  # (batch,) or (batch, 1) -> (batch,)
+    one_hot = keras.ops.one_hot(labels, classes, dtype=y_pred.dtype)  # (batch, classes)
+    s = keras.ops.cast(label_smoothing, y_pred.dtype)
+    target = one_hot * (1.0 - s) + s / keras.ops.cast(classes, y_pred.dtype)
+    return keras.ops.categorical_crossentropy(target, y_pred)
 
 
 def loss_for(label_smoothing=0.0):

@@ -354,52 +354,53 @@ class RunCache:
             paths = [os.path.join(self.directory, f"phase{phase}_{index}.npy") for index in range(len(boundary))]
         else:
             self.in_ram_mib += needed
-        arrays = _output_arrays(extractor, len(files), paths)
         entry = self._entry(model, extractor, boundary)
-        missing = list(range(len(files)))
+        lookup = None
         if entry is not None:
             identities = kept_cache.image_identities(
                 files.paths, (("", self.config.data_dir), ("val_dir:", self.config.val_dir)))
             lookup = entry.lookup(identities)
             for path, why in lookup.dropped:
                 self.say(f"kept cache: {path} could not be read ({why}); dropped, its images are computed again")
-            missing = lookup.missing
-            entry.gather(lookup, arrays, [index for index, place in enumerate(lookup.found) if place is not None])
+        missing = list(range(len(files))) if lookup is None else lookup.missing
         where = f"on disk in {self.directory}" if spill else "in RAM"
-        found = len(files) - len(missing)
-        source = "" if entry is None else (f"; {found} found in the kept cache {entry.directory}, "
-                                           f"{len(missing)} computed")
+        source = "" if entry is None else (f"; {len(files) - len(missing)} found in the kept cache "
+                                           f"{entry.directory}, {len(missing)} computed")
         verb = "runs the frozen part once and keeps its" if missing else "reads the frozen part's"
         self.say(f"phase {phase} {verb} output at {_describe(boundary)}: "
                  f"{len(files)} images x {per_image:,} values = {needed:.1f} MiB {where} "
                  f"(budget {self.budget:g} MiB){source}")
-        failed = []
-        if missing:
-            todo = files.subset(missing)
-            if any(todo.deferred):
-                computed, failed_here = extract_judged(extractor, todo, self.config.image_size)
-            else:
-                computed = extract_features(extractor, make_eval_dataset(todo, self.config.image_size,
-                                                                         PASS_BATCH_SIZE), len(todo))
-                computed, failed_here = (computed if isinstance(computed, list) else [computed]), []
+        if len(missing) == len(files):  # nothing kept yet: the pass writes the run's arrays itself
+            arrays, failed = self._compute(extractor, files, paths)
+        else:
+            arrays = _output_arrays(extractor, len(files), paths)
+            entry.gather(lookup, arrays, [index for index, place in enumerate(lookup.found) if place is not None])
+            computed, failed_here = self._compute(extractor, files.subset(missing)) if missing else ([], [])
             for array, values in zip(arrays, computed):
                 array[missing] = values
             failed = [missing[index] for index in failed_here]
-            if entry is not None:
-                good = [index for index in range(len(todo)) if index not in set(failed_here)]
-                entry.add([identities[missing[index]] for index in good], [values[good] for values in computed])
-                entry.compact()
+            _flush(arrays)
         if entry is not None:
+            if missing:
+                unreadable = set(failed)
+                added = [index for index in missing if index not in unreadable]
+                entry.add([identities[index] for index in added], [array[added] for array in arrays])
+                entry.compact()
             entry.touch()
             for gone in kept_cache.evict(entry.cache_dir, self.config.cache_limit, keep=(entry.directory,)):
                 self.say(f"kept cache: evicted {gone.path} ({gone.bytes / MIB:.1f} MiB, least recently used) "
                          f"to stay within --cache-limit {self.config.cache_limit:g} GiB")
-        for array in arrays:
-            if isinstance(array, np.memmap):
-                array.flush()
         if not any(files.deferred):
             return arrays
         return self._drop_damaged(arrays, files, failed)
+
+    def _compute(self, extractor, files, paths=None):
+        """The frozen pass over ``files``: -> ``(arrays, failed positions)``, judging deferred files."""
+        if any(files.deferred):
+            return extract_judged(extractor, files, self.config.image_size, paths)
+        kept = extract_features(extractor, make_eval_dataset(files, self.config.image_size, PASS_BATCH_SIZE),
+                                len(files), paths)
+        return (kept if isinstance(kept, list) else [kept]), []
 
     def _drop_damaged(self, kept, files, failed):
         """After a judging pass: the splits without the files at ``failed``, and the arrays' matching rows."""

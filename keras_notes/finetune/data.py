@@ -187,21 +187,13 @@ def judged_dataset(files, image_size, batch_size):
     """Every image once, in order, batched as ``(images, indices)``; a file that fails to decode is left out.
 
     ``indices`` are positions in ``files``, so the caller sees which files the pass could
-    not read (``tf.data``'s ``ignore_errors`` drops the element whose decode raised).
+    not read (``tf.data``'s ``ignore_errors`` drops the element whose decode raised). The
+    images are ``image_dataset``'s, with each file's position in place of its label.
     """
     import tensorflow as tf
 
-    any_pil = any(files.needs_pil)
-    any_turned = any(value != UPRIGHT for value in files.orientation)
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (list(files.paths), np.asarray(files.needs_pil, dtype=bool), np.asarray(files.orientation, dtype=np.int32),
-         np.arange(len(files), dtype=np.int64)))
-
-    def decode(path, pil, turn, index):
-        return decode_image(path, pil if any_pil else False, image_size, turn if any_turned else UPRIGHT), index
-
-    dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    positions = dataclasses.replace(files, labels=tuple(range(len(files))))
+    return image_dataset(positions, image_size).ignore_errors().batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def _decode_with_pil(path):

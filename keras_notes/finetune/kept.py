@@ -60,6 +60,11 @@ def resolve_cache_dir(cache_dir):
     return os.path.abspath(os.path.expanduser(cache_dir or default_cache_dir()))
 
 
+def scan_memo_dir(config):
+    """Where a run's (or a sweep's) scan keeps its memo: the kept cache's folder, or None when it is off."""
+    return resolve_cache_dir(config.cache_dir) if config.kept_cache else None
+
+
 def weights_digest(model):
     """A hash of the values of ``model``'s weights, in order, with their paths and shapes."""
     digest = hashlib.blake2b(digest_size=16)

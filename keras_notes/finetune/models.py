@@ -102,16 +102,18 @@ def build_model(arch, num_classes, weights="imagenet", image_size=None, dropout=
     return keras.Model(inputs, outputs, name=f"{arch}_finetune")
 
 
-def head(features, num_classes, dropout=0.2, hidden_units=0):
+def head(features, num_classes, dropout=0.2, hidden_units=0, dropout_layer=None):
     """The new classifier head on pooled ``features`` (batch, c): [hidden ->] dropout -> predictions.
 
-    ``build_model`` puts it on the base; ``finetune.sweep`` puts it on an ``Input`` of the
-    pooled features' shape, so that a trial trains exactly the layers a run would.
+    ``build_model`` puts it on the base; ``finetune.sweep_tuner`` puts it on an ``Input`` of
+    the pooled features' shape, so that a trial trains the layers a run would, with its own
+    ``dropout_layer`` (named ``dropout``, in place of ``Dropout(dropout)``) whose rate a
+    trial sets.
     """
     x = features
     if hidden_units:
         x = keras.layers.Dense(hidden_units, activation="relu", name=HIDDEN_LAYER_NAME)(x)  # -> (batch, h)
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    x = (dropout_layer or keras.layers.Dropout(dropout, name="dropout"))(x)
     # float32 output even under a mixed precision policy, so softmax and the loss stay stable.
     return keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
 

@@ -94,7 +94,7 @@ def _sweep(config, say):
 
     from keras_notes.errors import KerasNotesError
     from keras_notes.finetune.data import load_splits
-    from keras_notes.finetune.kept import resolve_cache_dir
+    from keras_notes.finetune.kept import scan_memo_dir
     from keras_notes.finetune.models import build_model
     from keras_notes.finetune.run import finetune
     from keras_notes.finetune.sweep_tuner import in_ram_dataset, make_hypermodel, make_tuner, trial_rows
@@ -108,7 +108,7 @@ def _sweep(config, say):
     keras.utils.set_random_seed(config.seed)
     splits = load_splits(config.data_dir, config.val_dir, base_config.val_split, config.seed,
                          ignore_exif=config.ignore_exif, defer_jpeg=True,
-                         memo_dir=resolve_cache_dir(config.cache_dir) if config.kept_cache else None)
+                         memo_dir=scan_memo_dir(config))
     if os.path.isdir(config.output) and set(os.listdir(config.output)) - {lock.LOCK_FILE}:
         raise KerasNotesError(f"sweep folder already exists and is not empty: {config.output!r}; choose another "
                               f"--output")

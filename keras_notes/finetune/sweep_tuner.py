@@ -57,7 +57,7 @@ class ReusedHeads:
     (``trial_dropout_class``), Adam's learning rate, and the label smoothing of its loss. A trial
     then assigns them, draws the Dense layers' weights again from their initialisers
     with the trial's seed, resets Adam's state and the dropout layer's seed, and fits.
-    The layers are ``models.head``'s: ``[Dense(h, relu) ->] dropout -> Dense(softmax)``.
+    The layers are ``models.head``'s: ``[Dense(h, relu) ->] dropout -> Dense(softmax)`` (``models.head``).
     """
 
     def __init__(self, input_shape, num_classes, steps_per_execution):
@@ -67,17 +67,17 @@ class ReusedHeads:
     def _build(self, hidden_units):
         import keras
 
-        from keras_notes.finetune.models import HIDDEN_LAYER_NAME
+        from keras_notes.finetune.models import head
+        from keras_notes.losses import smoothed_sparse_crossentropy
 
         inputs = keras.Input(self.input_shape, name="features")  # (batch, c)
-        x = inputs
-        if hidden_units:
-            x = keras.layers.Dense(hidden_units, activation="relu", name=HIDDEN_LAYER_NAME)(x)  # (batch, h)
-        x = trial_dropout_class()(name="dropout")(x)
-        outputs = keras.layers.Dense(self.num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+        outputs = head(inputs, self.num_classes, hidden_units=hidden_units,
+                       dropout_layer=trial_dropout_class()(name="dropout"))
         model = keras.Model(inputs, outputs, name="head")
         smoothing = keras.Variable(0.0, trainable=False, name="label_smoothing")
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=smoothed_crossentropy(smoothing),
+        # The smoothing is read when a step runs (a variable), not fixed when it is traced.
+        model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                      loss=lambda y_true, y_pred: smoothed_sparse_crossentropy(y_true, y_pred, smoothing),
                       metrics=["accuracy"], steps_per_execution=self.steps)
         return model, smoothing
 
@@ -106,25 +106,6 @@ class ReusedHeads:
         model.optimizer.learning_rate = lr  # the setter assigns the optimizer's variable
         smoothing.assign(label_smoothing)
         return model
-
-
-def smoothed_crossentropy(smoothing):
-    """Sparse cross-entropy against targets ``(1 - s) * onehot + s / classes``, ``s`` a variable.
-
-    The arithmetic of ``keras.losses.categorical_crossentropy(label_smoothing=s)``, with
-    ``s`` read when the step runs rather than fixed when it is traced.
-    """
-    import keras
-
-    def loss(y_true, y_pred):
-        classes = keras.ops.shape(y_pred)[-1]
-        labels = keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,))
-        one_hot = keras.ops.one_hot(labels, classes, dtype=y_pred.dtype)
-        s = keras.ops.cast(smoothing, y_pred.dtype)
-        target = one_hot * (1.0 - s) + s / keras.ops.cast(classes, y_pred.dtype)
-        return keras.ops.categorical_crossentropy(target, y_pred)
-
-    return loss
 
 
 @functools.cache

@@ -30,7 +30,7 @@ from keras_notes.losses import loss_for
 from keras_notes.finetune import cache, guards, runio
 from keras_notes.finetune.data import load_splits, make_dataset, make_eval_dataset
 from keras_notes.finetune.evaluate import evaluate_model
-from keras_notes.finetune.kept import resolve_cache_dir
+from keras_notes.finetune.kept import scan_memo_dir
 from keras_notes.finetune.models import build_model, first_trained_layer, get_base, unfreeze
 from keras_notes.finetune.results import (TENSORBOARD_MISSING, FinetuneResult, plural, recalibrate_trained_batch_norm,
                                           say, tensorboard_available, write_report)
@@ -121,7 +121,7 @@ def finetune_one_machine(config):
     # With the kept cache, the scan also reuses the checks of files unchanged since the last run.
     splits = load_splits(config.data_dir, config.val_dir, config.val_split, config.seed,
                          ignore_exif=config.ignore_exif, defer_jpeg=config.cache,
-                         memo_dir=resolve_cache_dir(config.cache_dir) if config.kept_cache else None)
+                         memo_dir=scan_memo_dir(config))
     run_dir = runio.prepare_run_dir(config.output, resume=config.resume, lock=True)
     if config.resume:
         runio.check_resume(run_dir, config, splits.class_names)
