@@ -85,3 +85,51 @@ def test_resume_cannot_change_phase_1_once_phase_2_began(tmp_path):
     with pytest.raises(KerasNotesError, match="phase 2 has begun after 2 phase 1 epochs"):
         runio.check_resume(tmp_path, FinetuneConfig("data", arch="vgg16", image_size=32, epochs=3,
                                                     fine_tune_epochs=2), ["a", "b"])
+
+
+def test_saved_model_is_the_uncompiled_whole_model_with_the_trained_weights(tmp_path):
+    # save_model wraps the model's own graph in a new, uncompiled functional model. The file
+    # must hold what rebuilding the model from its config held: the same config, no optimizer
+    # (Adam's moments would triple it), the same weights; and the trained model stays compiled.
+    import json
+    import zipfile
+
+    import keras
+    import numpy as np
+
+    from keras_notes.finetune.models import build_model
+    from keras_notes.finetune.train import compile_model
+
+    keras.utils.set_random_seed(0)
+    model = build_model("mobilenet", 3, weights=None, image_size=32, freeze_base=True, hidden_units=4)
+    compile_model(model, 1e-3)
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    labels = np.array([0, 1, 2, 0])
+    model.fit(images, labels, epochs=1, verbose=0)  # Adam now has moments the file must not carry
+    path = runio.save_model(model, str(tmp_path / runio.MODEL_FILE))
+
+    rebuilt = keras.Model.from_config(model.get_config())  # the copy save_model used to write
+    rebuilt.save(tmp_path / "rebuilt.keras")
+
+    def saved_config(path):
+        # Saving the model itself marks the dtype policy its layers share with a
+        # "shared_object_id"; a rebuilt copy has one policy per layer. Nothing else may differ.
+        def strip(value):
+            if isinstance(value, dict):
+                return {key: strip(item) for key, item in value.items() if key != "shared_object_id"}
+            return [strip(item) for item in value] if isinstance(value, list) else value
+
+        with zipfile.ZipFile(path) as archive:
+            return strip(json.loads(archive.read("config.json")))
+
+    assert saved_config(path) == saved_config(tmp_path / "rebuilt.keras")
+    assert saved_config(path)["compile_config"] == {}  # not compiled: load_model compiles nothing
+    os.remove(tmp_path / "rebuilt.keras")
+    loaded = keras.saving.load_model(path)
+    assert not loaded.compiled and getattr(loaded, "optimizer", None) is None
+    assert [w.path for w in loaded.weights] == [w.path for w in model.weights]
+    for mine, theirs in zip(model.weights, loaded.weights):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0), rtol=0, atol=0)
+    assert model.compiled and model.optimizer.iterations.numpy() == 1
+    assert os.listdir(tmp_path) == [runio.MODEL_FILE]

@@ -164,3 +164,44 @@ def test_verbosity_follows_the_terminal(monkeypatch):
     monkeypatch.setattr("sys.stdout.isatty", lambda: False)
     assert train.resolve_verbose("auto") == 2
     assert train.resolve_verbose(0) == 0
+
+
+def _event_tags(folder):
+    """``(subfolder, tag, step)`` of every summary the event files under ``folder`` hold."""
+    import tensorflow as tf
+
+    found = set()
+    for path in sorted(folder.rglob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                found.add((path.parent.name, value.tag, event.step))
+    return found
+
+
+def test_epoch_tensorboard_writes_what_the_stock_callback_writes(tmp_path):
+    # The stock callback calls summary.scalar for each batch's logs, which writes nothing at
+    # update_freq="epoch"; the subclass skips those calls. Both fits must leave the same
+    # summaries: the epoch scalars of both writers, the evaluation-vs-iterations ones and the graph.
+    rng = np.random.default_rng(0)
+    features, labels = rng.normal(size=(24, 8)).astype("float32"), rng.integers(0, 2, 24)
+    written = {}
+    for name, board in (("stock", keras.callbacks.TensorBoard), ("epoch", train.EpochTensorBoard)):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, activation="softmax")])
+        train.compile_model(model, 1e-2)
+        model.fit(features, labels, validation_split=0.25, batch_size=6, epochs=2, verbose=0,
+                  callbacks=[board(str(tmp_path / name))])
+        written[name] = _event_tags(tmp_path / name)
+    assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate", "evaluation_loss_vs_iterations"} <= \
+        {tag for _, tag, _ in written["stock"]}
+    assert written["epoch"] == written["stock"]
+
+
+def test_epoch_tensorboard_still_logs_batches_when_asked(tmp_path):
+    # At update_freq=1 the batch logs are written: the subclass must pass them through.
+    rng = np.random.default_rng(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, activation="softmax")])
+    train.compile_model(model, 1e-2)
+    model.fit(rng.normal(size=(12, 8)).astype("float32"), rng.integers(0, 2, 12), batch_size=6, epochs=1, verbose=0,
+              callbacks=[train.EpochTensorBoard(str(tmp_path / "logs"), update_freq=1)])
+    assert {("train", "batch_loss", 1), ("train", "batch_loss", 2)} <= _event_tags(tmp_path / "logs")

@@ -30,17 +30,26 @@ def _argv(images, run, *extra):
 
 
 class AtBatch(keras.callbacks.Callback):
-    """Calls ``action(model)`` once, at the end of batch ``batch`` of epoch ``epoch`` (0-based)."""
+    """Calls ``action(model)`` once, at the end of batch ``batch`` of epoch ``epoch`` (0-based).
 
-    def __init__(self, epoch, batch, action):
+    ``begin=True``: at its start instead. A cached phase runs an epoch's steps in one call
+    (``cache.cached_steps_per_execution``), and callbacks see that call's first batch begin
+    and its last batch end only.
+    """
+
+    def __init__(self, epoch, batch, action, begin=False):
         super().__init__()
-        self.at, self.action, self._epoch = (epoch, batch), action, None
+        self.at, self.action, self.begin, self._epoch = (epoch, batch), action, begin, None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.begin and (self._epoch, batch) == self.at:
+            self.action(self.model)
+
     def on_train_batch_end(self, batch, logs=None):
-        if (self._epoch, batch) == self.at:
+        if not self.begin and (self._epoch, batch) == self.at:
             self.action(self.model)
 
 
@@ -67,13 +76,19 @@ def _backup(run):
 
 
 @pytest.mark.slow
-def test_nan_in_epoch_2_stops_with_one_line_and_keeps_epoch_1s_backup(images, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("cache", [False, True])
+def test_nan_in_epoch_2_stops_with_one_line_and_keeps_epoch_1s_backup(images, tmp_path, monkeypatch, capsys, cache):
     run = tmp_path / "run"
-    _inject(monkeypatch, AtBatch(1, 0, _poison))  # NaN weights after epoch 2's first batch
-    assert finetune_cli.main(_argv(images, run, "--epochs", "3")) == 1
+    if cache:  # one call per epoch (3 steps): NaN weights before epoch 2's call, seen at its end
+        _inject(monkeypatch, AtBatch(1, 0, _poison, begin=True))
+        where = "batch 3"
+    else:  # one step per call: NaN weights after epoch 2's first batch, seen after its second
+        _inject(monkeypatch, AtBatch(1, 0, _poison))
+        where = "batch 2"
+    assert finetune_cli.main(_argv(images, run, "--epochs", "3", "--cache" if cache else "--no-cache")) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err, err
-    assert ": loss became nan in epoch 2, batch 2; training stopped and the checkpoint of epoch 1 is kept" in err
+    assert f": loss became nan in epoch 2, {where}; training stopped and the checkpoint of epoch 1 is kept" in err
     epoch, arrays = _backup(run)
     assert epoch == 1  # the backup is epoch 1's, not overwritten by the NaN epoch
     assert all(np.isfinite(array).all() for array in arrays)
@@ -105,11 +120,16 @@ def test_absurd_learning_rate_stops_with_one_line(images, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_sigint_mid_epoch_stops_after_the_batch_and_keeps_the_last_epoch(images, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("cache", [False, True])
+def test_sigint_mid_epoch_stops_after_the_batch_and_keeps_the_last_epoch(images, tmp_path, monkeypatch, capsys,
+                                                                          cache):
+    # Uncached: after epoch 2's first batch. Cached: at the start of epoch 2's one call, which
+    # the guard ends at its last batch, before the epoch is backed up.
     run = tmp_path / "run"
-    _inject(monkeypatch, AtBatch(1, 0, lambda model: os.kill(os.getpid(), signal.SIGINT)))
+    _inject(monkeypatch, AtBatch(1, 0, lambda model: os.kill(os.getpid(), signal.SIGINT), begin=cache))
     before = signal.getsignal(signal.SIGINT)
-    assert finetune_cli.main(_argv(images, run, "--epochs", "3")) == 128 + signal.SIGINT
+    assert finetune_cli.main(_argv(images, run, "--epochs", "3", "--cache" if cache else "--no-cache")) == \
+        128 + signal.SIGINT
     err = capsys.readouterr().err
     assert err.endswith(f": SIGINT: interrupted in epoch 2; epochs up to 1 are saved; "
                         f"resume with --resume --output {run}\n") and err.count("\n") == 1, err

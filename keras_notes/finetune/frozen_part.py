@@ -51,17 +51,18 @@ def feature_extractor(model):
     return keras.Model(model.inputs, model.get_layer(POOL_LAYER_NAME).output, name="frozen_features")
 
 
-def _compiled(model, inputs, outputs, name):
+def _compiled(model, inputs, outputs, name, steps_per_execution=1):
     import keras
 
     part = keras.Model(inputs, outputs, name=name)
     # The full model's optimizer (and loss): Adam's moments and step count carry on in the
     # object that phase 2, resume and the tests see as model.optimizer.
-    part.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
+    part.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"],
+                 steps_per_execution=steps_per_execution)
     return part
 
 
-def head_model(model):
+def head_model(model, steps_per_execution=1):
     """The model's own head layers ([hidden,] dropout, predictions) on a features input:
     (batch, c) -> (batch, classes)."""
     import keras
@@ -70,7 +71,7 @@ def head_model(model):
     x = inputs
     for layer in head_layers(model):
         x = layer(x)
-    return _compiled(model, inputs, x, "head")
+    return _compiled(model, inputs, x, "head", steps_per_execution)
 
 
 def boundary_tensors(base, start):
@@ -88,7 +89,7 @@ def boundary_tensors(base, start):
     return list(found.values())
 
 
-def split_frozen(model, first_trained=None):
+def split_frozen(model, first_trained=None, steps_per_execution=1):
     """Cut a compiled ``build_model`` model where its frozen part ends; -> ``FrozenSplit`` or None.
 
     With the whole base frozen the cut is the pooling layer's output. With part of the
@@ -96,7 +97,8 @@ def split_frozen(model, first_trained=None):
     ``first_trained`` names that layer ahead of time (``models.first_trained_layer``),
     for phase 1 to keep phase 2's cut as well. None when nothing can be kept: the base
     trains from its first layer, or a frozen layer below the cut is a Dropout that
-    would still drop units in training.
+    would still drop units in training. The trained part is compiled with
+    ``steps_per_execution`` (``Model.compile``'s: steps per call of its train function).
     """
     import keras
 
@@ -105,7 +107,8 @@ def split_frozen(model, first_trained=None):
     base = get_base(model)
     if first_trained is None and not base.trainable_weights:  # phase 1 with a frozen base
         pool = model.get_layer(POOL_LAYER_NAME)
-        return FrozenSplit(feature_extractor(model), head_model(model), ((pool.name, tuple(pool.output.shape[1:])),))
+        return FrozenSplit(feature_extractor(model), head_model(model, steps_per_execution),
+                           ((pool.name, tuple(pool.output.shape[1:])),))
     names = [layer.name for layer in base.layers]
     start = (names.index(first_trained) if first_trained is not None else
              next(index for index, layer in enumerate(base.layers) if layer.trainable_weights))
@@ -123,7 +126,7 @@ def split_frozen(model, first_trained=None):
     x = upper(inputs[0] if len(inputs) == 1 else inputs)
     for layer in (model.get_layer(POOL_LAYER_NAME), *head_layers(model)):
         x = layer(x)
-    trainable = _compiled(model, inputs, x, "trained_part")
+    trainable = _compiled(model, inputs, x, "trained_part", steps_per_execution)
     boundary = tuple((tensor._keras_history.operation.name, tuple(tensor.shape[1:])) for tensor in tensors)
     return FrozenSplit(extractor, trainable, boundary)
 
