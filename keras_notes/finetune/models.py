@@ -206,6 +206,11 @@ def batch_norm_layers(model):
     return found
 
 
+def trainable_batch_norm_layers(model):
+    """The batch-norm layers of ``model`` that training changes (``batch_norm_layers``, trainable)."""
+    return [layer for layer in batch_norm_layers(model) if layer.trainable]
+
+
 def get_base(model):
     """The nested base of a ``build_model`` model; ``KerasNotesError`` if there is none."""
     try:
@@ -288,7 +293,7 @@ def recalibrate_batch_norm(model, data, max_batches=None, batch_size=32):
     dataset is used as it comes. ``max_batches`` caps the pass. Call it eagerly,
     outside ``tf.function``.
     """
-    layers = [layer for layer in batch_norm_layers(model) if layer.trainable]
+    layers = trainable_batch_norm_layers(model)
     if not layers:
         return 0
     if hasattr(data, "shape") and not hasattr(data, "element_spec"):  # an array of images

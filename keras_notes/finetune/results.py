@@ -12,7 +12,7 @@ import os
 from keras_notes.finetune import runio
 from keras_notes.finetune.data import make_dataset
 from keras_notes.finetune.evaluate import format_class_table, plot_confusion_matrix, plot_training_curves
-from keras_notes.finetune.models import batch_norm_layers, recalibrate_batch_norm
+from keras_notes.finetune.models import recalibrate_batch_norm, trainable_batch_norm_layers
 from keras_notes.report import format_table
 
 # A bound on the extra pass that re-estimates trained batch-norm statistics: 200 batches
@@ -55,7 +55,7 @@ def recalibrate_trained_batch_norm(model, config, splits, say=say):
     only would miss the variance between classes (measured on MobileNet from scratch: 0.889
     validation accuracy with class-sorted batches against 0.925 with shuffled ones).
     """
-    if not any(layer.trainable for layer in batch_norm_layers(model)):
+    if not trainable_batch_norm_layers(model):
         return 0  # a frozen base: nothing to re-estimate, and no image pipeline to build (~1 s)
     plain_train = make_dataset(splits.train, config.image_size, config.batch_size, training=True, seed=config.seed)
     count = recalibrate_batch_norm(model, plain_train, max_batches=RECALIBRATION_BATCHES)

@@ -112,7 +112,7 @@ def build_training_state(model, data):
     on symbolic tensors); without one it defers it to the first trace of the train step,
     which then creates variables, and ``tf.function`` traces the step a second time to run
     it without creating them. Building here first, from ``data``'s element spec (no batch is
-    read), leaves one trace: 0.3-0.5 s less of a rerun's head training on this machine,
+    read), leaves one trace: 0.3-0.5 s less of a rerun's head training on a 2-core CPU,
     more for a whole model. The variables start at the values the first trace would give
     them (zeros), so training is unchanged bit for bit (the cached-vs-uncached tests).
     """
