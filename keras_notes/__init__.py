@@ -7,6 +7,7 @@ Modules, one concern each:
 - ``keras_notes.experiments``: runnable versions of the notes' claims.
 - ``keras_notes.layers``: ``ImagePreprocessing``, the one custom layer a saved model holds.
 - ``keras_notes.losses``: the sparse cross-entropy with label smoothing that Keras lacks.
+- ``keras_notes.saving_memo``: Keras's per-layer saving work done once (a Keras 3.15 cache that misses).
 - ``keras_notes.finetune``: fine-tuning keras.applications bases on an image folder.
 - ``keras_notes.deploy``: running exported files (LiteRT, ONNX, SavedModel) without Keras.
 

@@ -80,22 +80,43 @@ def test_features_are_the_mean_of_the_base_output_in_ram_and_on_disk(images, tmp
     np.testing.assert_array_equal(np.load(tmp_path / "f.npy"), in_ram)
 
 
-def test_feature_batches_come_in_the_order_of_the_image_batches(images):
+@pytest.mark.parametrize("route", ["rows", "gather", "numpy"])
+def test_feature_batches_come_in_the_order_of_the_image_batches(images, route, monkeypatch):
     splits = load_splits(images, val_split=0.2, seed=0)
     count = len(splits.train)
     # Labels 0..n-1 make every image's identity visible in the batches of the image pipeline.
     numbered = FileList(splits.train.paths, tuple(range(count)), splits.train.needs_pil)
     features = np.arange(count, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)  # row i holds i
-    for stored in (features, _memmap_copy(features)):
+    # Each route of feature_dataset: rows sliced by tf.data, indices gathered by tf.gather,
+    # batches read by NumPy from a memory-mapped file.
+    if route == "gather":
+        monkeypatch.setattr(cache, "SLICE_ROWS_MIB", 0)
+    stored = _memmap_copy(features) if route == "numpy" else features
+    for kept in (stored, [stored, 2 * stored]):  # one kept tensor, and two (a tuple per batch)
         image_batches = make_dataset(numbered, 32, BATCH, training=True, seed=7)
-        feature_batches = cache.feature_dataset(stored, numbered.labels, BATCH, training=True, seed=7)
+        feature_batches = cache.feature_dataset(kept, numbered.labels, BATCH, training=True, seed=7)
+        assert _route(feature_batches) == route
         for epoch in range(2):  # a new order each epoch, the same in both pipelines
             from_images = [labels.numpy().tolist() for _, labels in image_batches]
-            from_features = [(rows.numpy()[:, 0].astype(int).tolist(), labels.numpy().tolist())
-                             for rows, labels in feature_batches]
+            from_features = []
+            for rows, labels in feature_batches:
+                if isinstance(rows, tuple):  # two kept tensors: the second's rows are twice the first's
+                    np.testing.assert_array_equal(rows[1].numpy(), 2 * rows[0].numpy())
+                    rows = rows[0]
+                from_features.append((rows.numpy()[:, 0].astype(int).tolist(), labels.numpy().tolist()))
             assert len(from_images) == count // BATCH
             assert [labels for _, labels in from_features] == from_images
             assert [rows for rows, _ in from_features] == from_images  # row i is image i
+    val = cache.feature_dataset(stored, numbered.labels, BATCH)  # in order, the last batch kept whole
+    assert np.concatenate([labels.numpy() for _, labels in val]).tolist() == list(range(count))
+
+
+def _route(dataset):
+    """Which route ``feature_dataset`` took, read from the dataset's graph."""
+    graph = dataset._as_serialized_graph().numpy()
+    if b"PyFunc" in graph or b"EagerPyFunc" in graph:
+        return "numpy"
+    return "gather" if b"GatherV2" in graph else "rows"
 
 
 def _memmap_copy(array):

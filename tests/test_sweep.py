@@ -19,7 +19,7 @@ from keras_notes.finetune.config import FinetuneConfig
 from keras_notes.finetune.data import load_splits, make_eval_dataset
 from keras_notes.finetune.sweep import COLUMNS, SWEEP_FILE, TRIALS_FILE, sweep
 from keras_notes.finetune.sweep_config import SweepConfig
-from keras_notes.finetune.sweep_tuner import in_ram_dataset, make_hypermodel
+from keras_notes.finetune.sweep_tuner import make_hypermodel
 from keras_notes.report import format_value
 from test_losses import numpy_smoothed_crossentropy
 
@@ -145,17 +145,6 @@ def test_a_trial_builds_the_head_it_names_and_trains_on_the_smoothed_loss():
     assert expected != pytest.approx(numpy_smoothed_crossentropy(labels, model.predict(features, verbose=0), 0.0))
 
 
-def test_trial_batches_are_the_batches_of_the_runs_cached_phase():
-    features = np.arange(40 * 2, dtype=np.float32).reshape(40, 2)
-    labels = np.arange(40) % 2
-    trial = in_ram_dataset(features, labels, 4, training=True, seed=5)
-    run = feature_dataset(features, labels, 4, training=True, seed=5)
-    for _ in range(2):  # the first two epochs, each reshuffled
-        ours = np.concatenate([x.numpy() for x, _ in trial])
-        theirs = np.concatenate([x.numpy() for x, _ in run])
-        np.testing.assert_array_equal(ours, theirs)
-
-
 def test_sweep_fields_shared_with_a_run_keep_its_flags_and_defaults():
     shared = {field.name: field for field in dataclasses.fields(FinetuneConfig)}
     for field in dataclasses.fields(SweepConfig):
@@ -244,7 +233,7 @@ def test_a_trial_does_not_depend_on_the_trials_before_it():
         hypermodel.trial_seed = seed
         model = hypermodel.build(_fixed(**values))
         return hypermodel.fit(None, model, epochs=3, verbose=0, shuffle=False,
-                              validation_data=in_ram_dataset(features, labels, 4)).history
+                              validation_data=feature_dataset(features, labels, 4)).history
 
     alone = history(make_hypermodel(config, 3, features, labels), 7, **settings)
     reused = make_hypermodel(config, 3, features, labels)

@@ -28,6 +28,7 @@ import os
 import numpy as np
 
 from keras_notes.errors import KerasNotesError
+from keras_notes.saving_memo import memoize_saving_skipsets
 
 # The run folder's own names (keras_notes.finetune.runio), repeated here so that running an
 # exported file imports neither TensorFlow nor the training package; a test keeps them equal.
@@ -150,6 +151,7 @@ def load_model_file(model_path, unsafe_load=False):
     import keras  # this import registers ImagePreprocessing, which model.keras holds (keras_notes.registration)
 
     try:
+        memoize_saving_skipsets()
         return keras.saving.load_model(model_path, compile=False, safe_mode=not unsafe_load)
     except ValueError as error:
         # Keras's safe_mode refusal ("Requested the deserialization of a `lambda` object ...").

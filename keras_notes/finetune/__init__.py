@@ -32,6 +32,7 @@ One module per concern:
 - ``cache``: each phase on the frozen part's output, computed once (phase 2's cut kept by phase 1's pass).
 - ``guards``: stopping cleanly on a signal or a NaN loss; atomic backups.
 - ``evaluate``: accuracy, per-class precision/recall/F1, confusion matrix, plots.
+- ``figures``: a helper process that draws the run's two figures while the model is saved.
 - ``runio``: the run folder, atomic writes, resume checks.
 - ``predict``: top-k predictions from a saved run or a file exported from it.
 - ``export``, ``export_config``: ``export_run``, a run's model to SavedModel, LiteRT and ONNX.

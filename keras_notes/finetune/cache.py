@@ -166,11 +166,17 @@ def extract_judged(extractor, files, image_size, paths=None):
     return arrays, np.flatnonzero(~seen).tolist()
 
 
-# In-RAM kept outputs up to this size are gathered by TensorFlow itself (``tf.gather`` on one
-# tensor); beyond it, and for memory-mapped files, by NumPy in ``tf.numpy_function``. The
-# NumPy route costs a Python call and the GIL per batch: 10 head epochs on 800 MobileNet
-# features took 6.0 s through it and 1.3 s through tf.gather (docs/kept-cache.md), the
-# same losses bit for bit.
+# Three routes from kept outputs to batches, all giving the same batches (tests/test_cache.py):
+# - in RAM up to SLICE_ROWS_MIB: tf.data slices the rows and shuffles them itself. No map
+#   function: an iterator costs 0.5 ms instead of 5.5 ms (its instantiation), and fit makes
+#   two per epoch for training and two for validation, 0.2 s of 10 head epochs on a 2-core CPU.
+#   The shuffle buffer holds a copy of the rows, hence the bound.
+# - in RAM up to GATHER_IN_TENSORFLOW_MIB: indices are shuffled and each batch is gathered
+#   from one tensor by tf.gather in a map function.
+# - beyond it, and for memory-mapped files: gathered by NumPy in tf.numpy_function, one batch
+#   read at a time. That costs a Python call and the GIL per batch: 10 head epochs on 800
+#   MobileNet features took 6.0 s through it and 1.3 s through tf.gather (docs/kept-cache.md).
+SLICE_ROWS_MIB = 64
 GATHER_IN_TENSORFLOW_MIB = 512
 
 
@@ -178,26 +184,29 @@ def feature_dataset(features, labels, batch_size, training=False, seed=0):
     """``(kept outputs, (batch,) labels)`` batches; shuffled like ``data.make_dataset`` if training.
 
     ``features`` is one array or a list of arrays (one per kept tensor), in RAM or
-    memory-mapped. Indices are shuffled, not the rows: the permutation is then the one
-    the file list gets in the uncached path. Each batch is gathered from the arrays, by
-    TensorFlow when they are in RAM and small enough (``GATHER_IN_TENSORFLOW_MIB``),
-    else by NumPy, so a memory-mapped array is read one batch at a time and a large
-    in-RAM one is not copied into TensorFlow.
+    memory-mapped. The permutation is the one the file list gets in the uncached path:
+    ``shuffle`` permutes ``n`` elements by its seed alone, whether they are rows or indices.
+    A large in-RAM array is not copied into a shuffle buffer, and a memory-mapped one is read
+    one batch at a time (the routes above).
     """
     import tensorflow as tf
 
     arrays = list(features) if isinstance(features, (list, tuple)) else [features]
     labels = np.asarray(labels, np.int32)
-    indices = tf.data.Dataset.range(len(labels))
-    if training:
-        indices = indices.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
 
     def pack(rows, picked):
         return (rows[0] if len(rows) == 1 else tuple(rows)), picked
 
-    in_tensorflow = (not any(isinstance(array, np.memmap) for array in arrays)
-                     and sum(array.nbytes for array in arrays) <= GATHER_IN_TENSORFLOW_MIB * MIB)
-    if in_tensorflow:
+    def shuffled(dataset):
+        return dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True) if training else dataset
+
+    in_ram = not any(isinstance(array, np.memmap) for array in arrays)
+    size = sum(array.nbytes for array in arrays)
+    if in_ram and size <= SLICE_ROWS_MIB * MIB:
+        rows = tf.data.Dataset.from_tensor_slices(pack([np.asarray(array, np.float32) for array in arrays], labels))
+        return shuffled(rows).batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+    indices = shuffled(tf.data.Dataset.range(len(labels)))
+    if in_ram and size <= GATHER_IN_TENSORFLOW_MIB * MIB:
         tensors = [tf.constant(np.asarray(array, np.float32)) for array in arrays]
         label_tensor = tf.constant(labels)
 

@@ -11,7 +11,8 @@ import os
 
 from keras_notes.finetune import runio
 from keras_notes.finetune.data import make_dataset
-from keras_notes.finetune.evaluate import format_class_table, plot_confusion_matrix, plot_training_curves
+from keras_notes.finetune.evaluate import format_class_table
+from keras_notes.finetune.figures import FigureWorker
 from keras_notes.finetune.models import recalibrate_batch_norm, trainable_batch_norm_layers
 from keras_notes.report import format_table
 
@@ -65,12 +66,25 @@ def recalibrate_trained_batch_norm(model, config, splits, say=say):
     return count
 
 
-def write_report(run_dir, config, class_names, history, evaluation, say=say):
-    """A finished run's ``evaluation.json``, its two figures, and the printed summary."""
+def draw_curves(figures, run_dir, config, history):
+    """Hand the training curves to ``figures`` (a ``figures.FigureWorker``)."""
+    figures.draw("curves", history, os.path.join(run_dir, runio.CURVES_FILE),
+                 phase2_start=config.epochs if config.fine_tune_epochs else None)
+
+
+def write_report(run_dir, config, class_names, history, evaluation, say=say, figures=None):
+    """A finished run's ``evaluation.json``, its two figures, and the printed summary.
+
+    ``figures``: the run's ``FigureWorker``, already handed the curves (``draw_curves``,
+    before the model is saved, which it draws alongside); this adds the confusion matrix
+    and waits for both. None: both are drawn here.
+    """
     runio.write_json(os.path.join(run_dir, runio.EVALUATION_FILE), evaluation)
-    plot_confusion_matrix(evaluation["confusion_matrix"], class_names, os.path.join(run_dir, runio.CONFUSION_FILE))
-    plot_training_curves(history, os.path.join(run_dir, runio.CURVES_FILE),
-                         phase2_start=config.epochs if config.fine_tune_epochs else None)
+    if figures is None:
+        figures = FigureWorker()
+        draw_curves(figures, run_dir, config, history)
+    figures.draw("confusion", evaluation["confusion_matrix"], class_names, os.path.join(run_dir, runio.CONFUSION_FILE))
+    figures.finish()
     say("\n" + format_history_table(history, config.epochs))
     say("\n" + format_class_table(evaluation))
     say(f"\nvalidation accuracy {evaluation['accuracy']:.4f}; run folder {run_dir}")

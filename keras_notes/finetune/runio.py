@@ -28,6 +28,7 @@ import os
 
 from keras_notes.atomic import atomic_path
 from keras_notes.errors import KerasNotesError
+from keras_notes.saving_memo import memoize_saving_skipsets
 
 CONFIG_FILE = "config.json"
 CLASS_NAMES_FILE = "class_names.json"
@@ -103,6 +104,7 @@ def save_model(model, path):
     # fresh optimizer); rebuilding from the config re-creates every variable (MobileNet: about
     # 1 s of a rerun on kept outputs).
     copy = keras.Model(model.input, model.output, name=model.name)  # input, output: the same nesting
+    memoize_saving_skipsets()
     with atomic_path(path) as temporary:
         copy.save(temporary)
     return path

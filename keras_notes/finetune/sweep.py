@@ -97,7 +97,8 @@ def _sweep(config, say):
     from keras_notes.finetune.kept import scan_memo_dir
     from keras_notes.finetune.models import build_model
     from keras_notes.finetune.run import finetune
-    from keras_notes.finetune.sweep_tuner import in_ram_dataset, make_hypermodel, make_tuner, trial_rows
+    from keras_notes.finetune.cache import feature_dataset
+    from keras_notes.finetune.sweep_tuner import make_hypermodel, make_tuner, trial_rows
     from keras_notes.finetune.train import compile_model
     from keras_notes.finetune.weights import resolve_weights
 
@@ -132,7 +133,7 @@ def _sweep(config, say):
     tuner = make_tuner(config, hypermodel, output, records)
     say(f"search: {config.tuner}, {config.trials} trials of {config.epochs} head epochs on "
         f"{train_features.shape[1:]} features")
-    tuner.search(validation_data=in_ram_dataset(val_features, splits.val.labels, config.batch_size),
+    tuner.search(validation_data=feature_dataset(val_features, splits.val.labels, config.batch_size),
                  epochs=config.epochs, verbose=0, shuffle=False)
     rows = trial_rows(tuner, records)
     if not rows:

@@ -7,8 +7,8 @@ A trial trains only the head, on the frozen base's pooled output::
 the same layers ``models.build_model`` puts on the base (``models.head``), compiled as a
 run compiles them (``train.compile_model``: Adam at the trial's lr, the cross-entropy
 with the trial's label smoothing). Each trial's batches are the ones the winner's
-retraining sees in its phase 1 (the same seeded shuffle of the same rows as
-``cache.feature_dataset``), and its initialisation and dropout masks are seeded by
+retraining sees in its phase 1 (``cache.feature_dataset``, the same seeded shuffle of the
+same rows), and its initialisation and dropout masks are seeded by
 ``seed + trial number``, so a trial does not depend on the ones before it. KerasTuner
 is imported here only, on first use.
 
@@ -27,6 +27,7 @@ import types
 
 import numpy as np
 
+from keras_notes.finetune.cache import feature_dataset
 from keras_notes.finetune.sweep_config import TUNERS
 
 TUNER_DIR = "tuner"  # KerasTuner's own files (trial.json, checkpoints), under the sweep folder
@@ -170,21 +171,10 @@ def make_hypermodel(config, num_classes, features, labels):
         def fit(self, hp, model, *args, **kwargs):
             # A new dataset each trial: its shuffle starts from the seed, so every trial (and the
             # retraining's phase 1) sees the same batches in the same order.
-            train = in_ram_dataset(features, labels, config.batch_size, training=True, seed=config.seed)
+            train = feature_dataset(features, labels, config.batch_size, training=True, seed=config.seed)
             return model.fit(train, *args, **kwargs)
 
     return HeadHyperModel(name="head")
-
-
-def in_ram_dataset(features, labels, batch_size, training=False, seed=0):
-    """``(features, labels)`` batches from in-RAM arrays; shuffled per epoch and cut like
-    ``cache.feature_dataset`` when training (the same seeded permutation of the rows)."""
-    import tensorflow as tf
-
-    dataset = tf.data.Dataset.from_tensor_slices((np.asarray(features, np.float32), np.asarray(labels, np.int32)))
-    if training:
-        dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
 
 
 def make_tuner(config, hypermodel, directory, records):

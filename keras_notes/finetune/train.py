@@ -27,13 +27,15 @@ import keras
 
 from keras_notes.errors import KerasNotesError
 from keras_notes.losses import loss_for
+from keras_notes.saving_memo import memoize_saving_skipsets
 from keras_notes.finetune import cache, guards, runio
 from keras_notes.finetune.data import load_splits, make_dataset, make_eval_dataset
 from keras_notes.finetune.evaluate import evaluate_model
+from keras_notes.finetune.figures import FigureWorker
 from keras_notes.finetune.kept import scan_memo_dir
 from keras_notes.finetune.models import build_model, first_trained_layer, get_base, unfreeze
-from keras_notes.finetune.results import (TENSORBOARD_MISSING, FinetuneResult, plural, recalibrate_trained_batch_norm,
-                                          say, tensorboard_available, write_report)
+from keras_notes.finetune.results import (TENSORBOARD_MISSING, FinetuneResult, draw_curves, plural,
+                                          recalibrate_trained_batch_norm, say, tensorboard_available, write_report)
 from keras_notes.finetune.scan import format_skipped
 from keras_notes.finetune.strategy import (check_batch_size, describe_strategy, make_strategy,
                                            precision_policy, resolve_precision, strategy_name)
@@ -125,6 +127,7 @@ def build_training_state(model, data):
 def train_phase(model, train_data, val_data, epochs, initial_epoch, callbacks, verbose=2):
     """``model.fit`` from ``initial_epoch`` up to epoch ``epochs`` (both counted over all phases)."""
     build_training_state(model, train_data)
+    memoize_saving_skipsets()  # the backup saves the model after every epoch
     # BackupAndRestore leaves the epoch it restored on the model, where the next
     # fit would start from it; clear it so each phase starts from its own epoch.
     model._initial_epoch = None
@@ -159,16 +162,24 @@ def finetune_one_machine(config):
     if config.resume:
         runio.check_resume(run_dir, config, splits.class_names)
 
+    # Started first, to import matplotlib while the model is built: it draws the figures at
+    # the end while the model is saved (figures.py).
+    with FigureWorker.start() as figures:
+        return _train_and_report(config, strategy, per_replica, splits, run_dir, figures)
+
+
+def _train_and_report(config, strategy, per_replica, splits, run_dir, figures):
+    """Build, train and evaluate ``config``'s model; write the run folder; -> a ``FinetuneResult``."""
     # Built before anything is written, so that weights that cannot be had (offline
     # "imagenet", a file that does not fit) leave no half-started run folder behind.
-    with strategy.scope(), precision_policy(precision):
+    with strategy.scope(), precision_policy(config.precision):
         model = build_model(config.arch, len(splits.class_names), weights=config.weights,
                             image_size=config.image_size, dropout=config.dropout, freeze_base=config.freeze_base,
                             hidden_units=config.hidden_units)
         compile_model(model, config.lr, config.label_smoothing)
     _write_start(run_dir, config, splits)
     say(f"strategy: {describe_strategy(strategy)}; batch {config.batch_size} "
-         f"({per_replica} per replica); precision {precision}")
+         f"({per_replica} per replica); precision {config.precision}")
     say(_describe_base(config, model))
 
     with cache.RunCache(config, run_dir, splits, say=say, strategy=strategy) as kept:  # kept outputs live until the evaluation
@@ -187,7 +198,7 @@ def finetune_one_machine(config):
         # With the last phase cached, its model on the kept validation outputs predicts what the
         # whole model predicts on the images, without running the frozen part again.
         evaluated = (model, val_data()) if cached is None else (cached.model, cached.val)
-        return _write_results(run_dir, config, splits.class_names, model, evaluated, splits.val.labels)
+        return _write_results(run_dir, config, splits.class_names, model, evaluated, splits.val.labels, figures)
 
 
 def _write_start(run_dir, config, splits):
@@ -276,13 +287,17 @@ def _describe_base(config, model):
     return line
 
 
-def _write_results(run_dir, config, class_names, model, evaluated, val_labels):
-    """Save the model, tidy the history, evaluate ``evaluated`` = (model, its validation data), plot, print."""
-    runio.save_model(model, os.path.join(run_dir, runio.MODEL_FILE))
+def _write_results(run_dir, config, class_names, model, evaluated, val_labels, figures):
+    """Tidy the history, save the model, evaluate ``evaluated`` = (model, its validation data), plot, print.
+
+    ``figures`` (a ``figures.FigureWorker``) draws the curves while the model is saved.
+    """
     history_path = os.path.join(run_dir, runio.HISTORY_FILE)
     history = runio.read_history(history_path)
     runio.write_history(history_path, history)  # drops rows a crash left duplicated
+    draw_curves(figures, run_dir, config, history)
+    runio.save_model(model, os.path.join(run_dir, runio.MODEL_FILE))
 
     evaluation = evaluate_model(*evaluated, val_labels, class_names)
-    write_report(run_dir, config, class_names, history, evaluation)
+    write_report(run_dir, config, class_names, history, evaluation, figures=figures)
     return FinetuneResult(run_dir, config, tuple(class_names), tuple(history), evaluation)

@@ -19,6 +19,7 @@ import sys
 import warnings
 
 from keras_notes.errors import KerasNotesError
+from keras_notes.saving_memo import memoize_saving_skipsets
 from keras_notes.finetune.archs import get_arch
 
 IMAGENET = "imagenet"
@@ -83,6 +84,7 @@ def load_base(arch_name, weights, image_size=None, include_top=False):
     """
     spec = get_arch(arch_name)
     weights = resolve_weights(arch_name, weights)
+    memoize_saving_skipsets()  # loading a weights file walks every layer
     # Keras warns once per unmatched sub-container before it raises on a file that does
     # not fit (over a hundred lines for MobileNet); hold the warnings back, show them only
     # if the base loads, and let the one-line error speak for a failure.
