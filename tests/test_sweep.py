@@ -145,6 +145,27 @@ def test_a_trial_builds_the_head_it_names_and_trains_on_the_smoothed_loss():
     assert expected != pytest.approx(numpy_smoothed_crossentropy(labels, model.predict(features, verbose=0), 0.0))
 
 
+def test_trial_batches_are_the_batches_of_the_runs_cached_phase():
+    features = np.arange(40 * 2, dtype=np.float32).reshape(40, 2)
+    labels = np.arange(40) % 2
+    config = SweepConfig("imgs", batch_size=4, epochs=2, seed=5)
+    hypermodel = make_hypermodel(config, 2, features, labels)
+    seen = []
+
+    class Recording:  # a model whose fit keeps the dataset the trial hands it
+        def fit(self, dataset, *args, **kwargs):
+            seen.append(dataset)
+
+    hypermodel.fit(None, Recording(), epochs=2, verbose=0)
+    # The run's phase 1 on kept outputs: seed + phase - 1 (train.run_phase).
+    run = feature_dataset(features, labels, 4, training=True, seed=config.seed)
+    for _ in range(2):  # the first two epochs, each reshuffled
+        ours = np.concatenate([x.numpy() for x, _ in seen[0]])
+        theirs = np.concatenate([x.numpy() for x, _ in run])
+        np.testing.assert_array_equal(ours, theirs)
+        assert ours.shape == (40, 2) and not np.array_equal(ours, features)  # shuffled, whole batches
+
+
 def test_sweep_fields_shared_with_a_run_keep_its_flags_and_defaults():
     shared = {field.name: field for field in dataclasses.fields(FinetuneConfig)}
     for field in dataclasses.fields(SweepConfig):
